@@ -1,0 +1,100 @@
+"""Fixtures: the anyio backends, and the test servers (see ``servers.py``).
+
+Servers are session-scoped and run in one background thread; the function-scoped fixtures reset
+their counters so each test counts only its own traffic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from servers import RawServer, ServerThread, TLSFiles, UvicornServer, tls_files
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def server_thread() -> Iterator[ServerThread]:
+    thread = ServerThread()
+    yield thread
+    thread.close()
+
+
+@pytest.fixture(scope="session")
+def tls() -> Iterator[TLSFiles]:
+    with tls_files() as files:
+        yield files
+
+
+@pytest.fixture(scope="session")
+def _uvicorn(server_thread: ServerThread) -> Iterator[UvicornServer]:
+    server = UvicornServer(server_thread)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def _uvicorn2(server_thread: ServerThread) -> Iterator[UvicornServer]:
+    server = UvicornServer(server_thread)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def _uvicorn_short_keep_alive(server_thread: ServerThread) -> Iterator[UvicornServer]:
+    server = UvicornServer(server_thread, timeout_keep_alive=1)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def _uvicorn_tls(server_thread: ServerThread, tls: TLSFiles) -> Iterator[UvicornServer]:
+    server = UvicornServer(server_thread, ssl_certfile=tls.certfile, ssl_keyfile=tls.keyfile)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def _raw(server_thread: ServerThread) -> Iterator[RawServer]:
+    server = RawServer(server_thread)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def server(_uvicorn: UvicornServer) -> UvicornServer:
+    """A uvicorn (keep-alive timeout 5 s) with counters reset for this test."""
+    _uvicorn.reset()
+    return _uvicorn
+
+
+@pytest.fixture
+def server2(_uvicorn2: UvicornServer) -> UvicornServer:
+    """A second uvicorn: another origin."""
+    _uvicorn2.reset()
+    return _uvicorn2
+
+
+@pytest.fixture
+def short_keep_alive_server(_uvicorn_short_keep_alive: UvicornServer) -> UvicornServer:
+    """A uvicorn that closes idle connections after 1 s (``timeout_keep_alive=1``)."""
+    _uvicorn_short_keep_alive.reset()
+    return _uvicorn_short_keep_alive
+
+
+@pytest.fixture
+def tls_server(_uvicorn_tls: UvicornServer) -> UvicornServer:
+    """A uvicorn over TLS with a ``trustme`` certificate for 127.0.0.1 and localhost."""
+    _uvicorn_tls.reset()
+    return _uvicorn_tls
+
+
+@pytest.fixture
+def raw_server(_raw: RawServer) -> RawServer:
+    """The scriptable fault server; set ``raw_server.handler`` in the test."""
+    _raw.reset()
+    return _raw

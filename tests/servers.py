@@ -1,0 +1,515 @@
+"""Servers the tests talk to, each counting what it saw.
+
+Every server runs on 127.0.0.1, on an ephemeral port, inside one background thread with its own
+asyncio event loop (``ServerThread``). The client under test may therefore run on asyncio or trio,
+and a client bug that blocks its own loop can never stall the server.
+
+* ``UvicornServer``: a real uvicorn whose HTTP protocol is ``CountingH11Protocol``, a subclass
+  of uvicorn's ``H11Protocol`` that counts connections and requests server-side. Its app
+  (``echo_app``) offers the routes the behaviour tests need (see its docstring).
+* ``RawServer``: an anyio TCP listener that hands each connection to a per-test ``handler``
+  coroutine, for faults no real server would commit. ``RawConnection.read_request`` parses one
+  request; the handler writes whatever bytes it likes.
+
+Both expose ``.url``, ``.port`` and ``.stats`` (``ServerStats``); fixtures ``reset()`` them between
+tests. Counters are updated on the server thread and read from the test thread; ``wait_until``
+polls them from the client's loop, so a test can wait for "the server saw the close".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import ssl
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+import anyio
+import anyio.abc
+import anyio.from_thread
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+LOCALHOST = "127.0.0.1"
+
+
+# --------------------------------------------------------------------------- counting
+
+
+class ServerStats:
+    """What a server saw, server-side. Thread-safe; ``reset()`` between tests."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: set[int] = set()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.opened = 0
+            self.closed = 0
+            self.max_open = len(self._open)
+            self.requests = 0
+            self.peer_ports: list[int] = []  # client port of each connection, in order of accept
+            self.request_ports: list[int] = []  # client port of each request, in order
+            self.request_lines: list[str] = []  # "GET /path", in order
+
+    @property
+    def open(self) -> int:
+        """Connections open right now (not reset by ``reset()``)."""
+        with self._lock:
+            return len(self._open)
+
+    def connection_opened(self, key: int, port: int) -> None:
+        with self._lock:
+            self._open.add(key)
+            self.opened += 1
+            self.max_open = max(self.max_open, len(self._open))
+            self.peer_ports.append(port)
+
+    def connection_closed(self, key: int) -> None:
+        with self._lock:
+            if key in self._open:
+                self._open.discard(key)
+                self.closed += 1
+
+    def request_received(self, port: int, line: str) -> None:
+        with self._lock:
+            self.requests += 1
+            self.request_ports.append(port)
+            self.request_lines.append(line)
+
+    def __repr__(self) -> str:
+        return (
+            f"<ServerStats opened={self.opened} closed={self.closed} open={self.open} "
+            f"max_open={self.max_open} requests={self.requests}>"
+        )
+
+
+async def wait_until(
+    predicate: Callable[[], bool], *, timeout: float = 5.0, interval: float = 0.01
+) -> bool:
+    """Poll ``predicate`` from the calling event loop until it holds or ``timeout`` passes.
+
+    Returns the last value, so tests write ``assert await wait_until(lambda: ...)``.
+    """
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            return predicate()
+        await anyio.sleep(interval)
+    return True
+
+
+def wait_until_sync(predicate: Callable[[], bool], *, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            return predicate()
+        time.sleep(0.01)
+    return True
+
+
+# --------------------------------------------------------------------------- server thread
+
+
+class ServerThread:
+    """One background thread running an asyncio loop that hosts every test server."""
+
+    def __init__(self) -> None:
+        self._exit_stack = contextlib.ExitStack()
+        self.portal = self._exit_stack.enter_context(
+            anyio.from_thread.start_blocking_portal("asyncio")
+        )
+
+    def close(self) -> None:
+        self._exit_stack.close()
+
+
+# --------------------------------------------------------------------------- uvicorn
+
+
+def counting_protocol(stats: ServerStats) -> type[H11Protocol]:
+    """A uvicorn ``H11Protocol`` subclass that reports to ``stats``."""
+
+    class CountingH11Protocol(H11Protocol):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            inner_app = self.app
+
+            async def counting_app(scope: Any, receive: Any, send: Any) -> None:
+                if scope["type"] == "http":
+                    client = scope.get("client") or ("", 0)
+                    stats.request_received(client[1], f"{scope['method']} {scope['path']}")
+                await inner_app(scope, receive, send)
+
+            self.app = counting_app
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            stats.connection_opened(id(self), self.client[1] if self.client else 0)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            stats.connection_closed(id(self))
+            super().connection_lost(exc)
+
+    return CountingH11Protocol
+
+
+async def _read_body(receive: Any) -> bytes:
+    body = b""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return body
+        body += message.get("body", b"")
+        if not message.get("more_body", False):
+            return body
+
+
+async def _send(
+    send: Any, status: int, body: bytes = b"", headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    all_headers = list(headers or [])
+    if status not in (204, 304) and not any(k == b"content-length" for k, _ in all_headers):
+        all_headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": all_headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _json(data: Any) -> bytes:
+    return json.dumps(data).encode()
+
+
+async def echo_app(scope: Any, receive: Any, send: Any) -> None:
+    """The routes of the test uvicorn servers.
+
+    ``/echo``: method, path, query, headers, body and the ``connection`` header, as JSON.
+    ``/peer``: the client port. ``/status/{code}``. ``/bytes/{n}``: n bytes of ``x``.
+    ``/stream/{n}``: a chunked body of n chunks ``chunk-{i}\\n``. ``/slow?delay=s``.
+    ``/keepalive-hint?timeout=N[&max=M]``: a ``Keep-Alive: [max=M, ]timeout=N`` header.
+    ``/close``: a response with ``Connection: close``.
+    """
+    if scope["type"] == "lifespan":  # pragma: no cover - lifespan is off
+        return
+    path: str = scope["path"]
+    query = {k: v[0] for k, v in parse_qs(scope["query_string"].decode()).items()}
+    client_port = (scope.get("client") or ("", 0))[1]
+    json_headers = [(b"content-type", b"application/json")]
+
+    if path == "/echo":
+        body = await _read_body(receive)
+        headers = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]]
+        connection = next((v for k, v in headers if k == "connection"), None)
+        payload = {
+            "method": scope["method"],
+            "path": path,
+            "query": scope["query_string"].decode("latin-1"),
+            "http_version": scope["http_version"],
+            "headers": headers,
+            "connection": connection,
+            "body": body.decode("latin-1"),
+            "client_port": client_port,
+        }
+        await _send(send, 200, _json(payload), json_headers)
+    elif path == "/peer":
+        await _read_body(receive)
+        await _send(send, 200, _json({"port": client_port}), json_headers)
+    elif path.startswith("/status/"):
+        await _read_body(receive)
+        status = int(path.rsplit("/", 1)[1])
+        await _send(send, status, b"" if status in (204, 304) else f"status {status}".encode())
+    elif path.startswith("/bytes/"):
+        await _read_body(receive)
+        await _send(send, 200, b"x" * int(path.rsplit("/", 1)[1]))
+    elif path.startswith("/stream/"):
+        await _read_body(receive)
+        count = int(path.rsplit("/", 1)[1])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for index in range(count):
+            chunk = f"chunk-{index}\n".encode()
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await asyncio.sleep(float(query.get("interval", "0")))
+        await send({"type": "http.response.body", "body": b""})
+    elif path == "/slow":
+        await _read_body(receive)
+        await asyncio.sleep(float(query.get("delay", "1")))
+        await _send(send, 200, b"slow")
+    elif path == "/keepalive-hint":
+        await _read_body(receive)
+        hint = f"timeout={query.get('timeout', '5')}"
+        if "max" in query:
+            hint = f"max={query['max']}, {hint}"
+        await _send(send, 200, b"hint", [(b"keep-alive", hint.encode())])
+    elif path == "/close":
+        await _read_body(receive)
+        await _send(send, 200, b"closing", [(b"connection", b"close")])
+    else:
+        await _read_body(receive)
+        await _send(send, 404, b"not found")
+
+
+class UvicornServer:
+    """A real uvicorn on 127.0.0.1:0 serving ``echo_app``, counting with ``CountingH11Protocol``."""
+
+    def __init__(
+        self,
+        thread: ServerThread,
+        *,
+        timeout_keep_alive: int = 5,
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
+    ) -> None:
+        self.stats = ServerStats()
+        self.scheme = "https" if ssl_certfile else "http"
+        config = uvicorn.Config(
+            echo_app,
+            host=LOCALHOST,
+            port=0,
+            http=counting_protocol(self.stats),
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            timeout_keep_alive=timeout_keep_alive,
+            ssl_certfile=ssl_certfile,
+            ssl_keyfile=ssl_keyfile,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = thread
+        self._done = thread.portal.start_task_soon(self._server.serve)
+        if not wait_until_sync(lambda: self._server.started or self._done.done(), timeout=10):
+            raise RuntimeError("uvicorn did not start")
+        if self._done.done():
+            self._done.result()
+        self.port: int = self._server.servers[0].sockets[0].getsockname()[1]
+        self.origin = f"{self.scheme}://{LOCALHOST}:{self.port}"
+        self.url = self.origin
+
+    def reset(self) -> None:
+        """Wait (briefly) for connections of earlier tests to go, then zero the counters."""
+        wait_until_sync(lambda: self.stats.open == 0, timeout=2)
+        self.stats.reset()
+
+    def close(self) -> None:
+        self._server.should_exit = True
+        with contextlib.suppress(Exception):
+            self._done.result(timeout=10)
+
+
+# --------------------------------------------------------------------------- raw faults
+
+
+@dataclass
+class RawRequest:
+    """One request as received by ``RawServer``: ``raw`` holds every byte of it."""
+
+    method: str
+    target: str
+    http_version: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    raw: bytes
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        return next((v for k, v in self.headers if k.lower() == name), None)
+
+
+@dataclass
+class RawConnection:
+    """One accepted connection, handed to a ``RawServer`` handler."""
+
+    stream: anyio.abc.SocketStream
+    server: RawServer
+    index: int  # 0 for the server's first connection since reset, then 1, 2...
+    peer_port: int
+    requests: int = 0  # requests read on this connection so far
+    _buffer: bytes = field(default=b"", repr=False)
+
+    async def _fill(self) -> bool:
+        try:
+            data = await self.stream.receive(65536)
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            return False
+        self._buffer += data
+        return True
+
+    async def read_request(self) -> RawRequest | None:
+        """Read one whole request (Content-Length or chunked body); ``None`` on EOF."""
+        while b"\r\n\r\n" not in self._buffer:
+            if not await self._fill():
+                return None
+        head, _, self._buffer = self._buffer.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        method, target, version = lines[0].split(" ", 2)
+        headers = [(k.strip(), v.strip()) for k, v in (line.split(":", 1) for line in lines[1:])]
+        raw = head + b"\r\n\r\n"
+        lowered = {k.lower(): v for k, v in headers}
+        body = b""
+        if "chunked" in lowered.get("transfer-encoding", "").lower():
+            body, consumed = await self._read_chunked()
+            raw += consumed
+        elif "content-length" in lowered:
+            length = int(lowered["content-length"])
+            while len(self._buffer) < length:
+                if not await self._fill():
+                    return None
+            body, self._buffer = self._buffer[:length], self._buffer[length:]
+            raw += body
+        request = RawRequest(method, target, version.removeprefix("HTTP/"), headers, body, raw)
+        self.requests += 1
+        self.server.stats.request_received(self.peer_port, f"{method} {target}")
+        self.server.received.append(request)
+        return request
+
+    async def _read_chunked(self) -> tuple[bytes, bytes]:
+        body = b""
+        consumed = b""
+        while True:
+            while b"\r\n" not in self._buffer:
+                if not await self._fill():
+                    return body, consumed
+            size_line, _, self._buffer = self._buffer.partition(b"\r\n")
+            consumed += size_line + b"\r\n"
+            size = int(size_line.split(b";")[0], 16)
+            while len(self._buffer) < size + 2:
+                if not await self._fill():
+                    return body, consumed
+            chunk, self._buffer = self._buffer[:size], self._buffer[size + 2 :]
+            consumed += chunk + b"\r\n"
+            if size == 0:
+                # No trailers are sent by the client under test.
+                return body, consumed
+            body += chunk
+
+    async def send(self, data: bytes) -> None:
+        await self.stream.send(data)
+
+    async def wait_closed(self) -> None:
+        """Read and discard until the peer closes: how "never answer" notices the client left."""
+        while await self._fill():
+            self._buffer = b""
+
+
+RawHandler = Callable[[RawConnection], Awaitable[None]]
+
+
+def response_bytes(
+    body: bytes = b"ok",
+    *,
+    status: int = 200,
+    reason: str = "OK",
+    headers: list[tuple[str, str]] | None = None,
+    version: str = "1.1",
+    content_length: bool = True,
+) -> bytes:
+    """Build a response; with ``content_length=False`` no length header is added."""
+    lines = [f"HTTP/{version} {status} {reason}"]
+    all_headers = list(headers or [])
+    if content_length and not any(k.lower() == "content-length" for k, _ in all_headers):
+        all_headers.append(("Content-Length", str(len(body))))
+    lines += [f"{k}: {v}" for k, v in all_headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+async def keep_alive_handler(conn: RawConnection) -> None:
+    """The default: answer every request with ``ok`` and keep the connection open."""
+    while await conn.read_request() is not None:
+        await conn.send(response_bytes())
+
+
+def per_request(
+    respond: Callable[[RawConnection, RawRequest], Awaitable[bool | None]],
+) -> RawHandler:
+    """A handler calling ``respond(conn, request)`` for each request; it returns True to close."""
+
+    async def handler(conn: RawConnection) -> None:
+        while (request := await conn.read_request()) is not None:
+            if await respond(conn, request):
+                return
+
+    return handler
+
+
+class RawServer:
+    """A scriptable TCP server: each connection runs ``self.handler`` (set per test)."""
+
+    def __init__(self, thread: ServerThread) -> None:
+        self.stats = ServerStats()
+        self.handler: RawHandler = keep_alive_handler
+        self.received: list[RawRequest] = []
+        self.errors: list[BaseException] = []
+        self._connections = 0
+        self._thread = thread
+        self._listener: anyio.abc.SocketListener = thread.portal.call(
+            functools.partial(anyio.create_tcp_listener, local_host=LOCALHOST, local_port=0)
+        )
+        self._cancel = threading.Event()
+        self._serving = thread.portal.start_task_soon(self._serve)
+        self.port: int = self._listener.extra(anyio.abc.SocketAttribute.local_port)
+        self.origin = f"http://{LOCALHOST}:{self.port}"
+        self.url = self.origin
+
+    async def _serve(self) -> None:
+        async with self._listener:
+            await self._listener.serve(self._handle)
+
+    async def _handle(self, stream: anyio.abc.SocketStream) -> None:
+        index = self._connections
+        self._connections += 1
+        peer_port = stream.extra(anyio.abc.SocketAttribute.remote_port)
+        conn = RawConnection(stream, self, index, peer_port)
+        self.stats.connection_opened(id(conn), peer_port)
+        try:
+            async with stream:
+                await self.handler(conn)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            pass
+        except Exception as exc:
+            # A broken handler must not take the listener down; the test can look here.
+            self.errors.append(exc)
+        finally:
+            self.stats.connection_closed(id(conn))
+
+    def reset(self) -> None:
+        wait_until_sync(lambda: self.stats.open == 0, timeout=2)
+        self.stats.reset()
+        self.handler = keep_alive_handler
+        self.received = []
+        self.errors = []
+        self._connections = 0
+
+    def close(self) -> None:
+        self._serving.cancel()
+
+
+# --------------------------------------------------------------------------- TLS
+
+
+@dataclass
+class TLSFiles:
+    ca: Any  # trustme.CA
+    certfile: str
+    keyfile: str
+
+    def client_context(self) -> ssl.SSLContext:
+        """A verifying client context that trusts the test CA."""
+        context = ssl.create_default_context()
+        self.ca.configure_trust(context)
+        return context
+
+
+@contextlib.contextmanager
+def tls_files() -> Iterator[TLSFiles]:
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert(LOCALHOST, "localhost")
+    with cert.private_key_pem.tempfile() as keyfile, cert.cert_chain_pems[0].tempfile() as certfile:
+        yield TLSFiles(ca, certfile, keyfile)
