@@ -48,7 +48,12 @@ class ServerStats:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._open: set[int] = set()
+        self._linked: list[ServerStats] = []
         self.reset()
+
+    def link(self, combined: ServerStats) -> None:
+        """Also report connections to ``combined``: counts across several servers."""
+        self._linked.append(combined)
 
     def reset(self) -> None:
         with self._lock:
@@ -59,6 +64,7 @@ class ServerStats:
             self.peer_ports: list[int] = []  # client port of each connection, in order of accept
             self.request_ports: list[int] = []  # client port of each request, in order
             self.request_lines: list[str] = []  # "GET /path", in order
+            self._linked = []
 
     @property
     def open(self) -> int:
@@ -72,12 +78,19 @@ class ServerStats:
             self.opened += 1
             self.max_open = max(self.max_open, len(self._open))
             self.peer_ports.append(port)
+            linked = list(self._linked)
+        for combined in linked:
+            combined.connection_opened(key, port)
 
     def connection_closed(self, key: int) -> None:
         with self._lock:
-            if key in self._open:
-                self._open.discard(key)
-                self.closed += 1
+            if key not in self._open:
+                return
+            self._open.discard(key)
+            self.closed += 1
+            linked = list(self._linked)
+        for combined in linked:
+            combined.connection_closed(key)
 
     def request_received(self, port: int, line: str) -> None:
         with self._lock:
@@ -191,7 +204,7 @@ async def echo_app(scope: Any, receive: Any, send: Any) -> None:
     """The routes of the test uvicorn servers.
 
     ``/echo``: method, path, query, headers, body and the ``connection`` header, as JSON.
-    ``/peer``: the client port. ``/status/{code}``. ``/bytes/{n}``: n bytes of ``x``.
+    ``/peer[?delay=s]``: the client port. ``/status/{code}``. ``/bytes/{n}``: n bytes of ``x``.
     ``/stream/{n}``: a chunked body of n chunks ``chunk-{i}\\n``. ``/slow?delay=s``.
     ``/keepalive-hint?timeout=N[&max=M]``: a ``Keep-Alive: [max=M, ]timeout=N`` header.
     ``/close``: a response with ``Connection: close``.
@@ -220,6 +233,7 @@ async def echo_app(scope: Any, receive: Any, send: Any) -> None:
         await _send(send, 200, _json(payload), json_headers)
     elif path == "/peer":
         await _read_body(receive)
+        await asyncio.sleep(float(query.get("delay", "0")))
         await _send(send, 200, _json({"port": client_port}), json_headers)
     elif path.startswith("/status/"):
         await _read_body(receive)
@@ -420,8 +434,11 @@ def response_bytes(
 
 async def keep_alive_handler(conn: RawConnection) -> None:
     """The default: answer every request with ``ok`` and keep the connection open."""
-    while await conn.read_request() is not None:
-        await conn.send(response_bytes())
+    while (request := await conn.read_request()) is not None:
+        response = response_bytes()
+        if request.method == "HEAD":
+            response = response[: -len(b"ok")]
+        await conn.send(response)
 
 
 def per_request(
