@@ -1,0 +1,121 @@
+"""Cancellation at every stage leaves no orphan (issue 2, behaviour 8)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import anyio
+import anyio.abc
+import pytest
+from helpers import assert_pool_works, assert_settled
+from servers import RawConnection, RawServer, UvicornServer, wait_until
+
+from starlette_agent import Agent, Origin
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_cancelled_while_queued(server: UvicornServer) -> None:
+    async with Agent(max_sockets=1) as agent:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(agent.get, f"{server.url}/slow?delay=0.3")
+            assert await wait_until(lambda: agent.stats().active == 1)
+            with anyio.move_on_after(0.1) as scope:
+                await agent.get(f"{server.url}/peer")
+            assert scope.cancelled_caught
+            assert agent.stats().queued == 0
+        assert_settled(agent)
+        assert server.stats.opened == 1
+        await assert_pool_works(agent, f"{server.url}/peer")
+        assert server.stats.opened == 1
+
+
+async def test_cancelled_while_connecting(server: UvicornServer) -> None:
+    stall = anyio.Event()
+    calls: list[Origin] = []
+
+    async def connector(origin: Origin) -> anyio.abc.ByteStream:
+        calls.append(origin)
+        if not stall.is_set():
+            await anyio.sleep_forever()
+        return await anyio.connect_tcp(origin.host, origin.port)
+
+    async with Agent(max_sockets=1, connector=connector) as agent:
+        with anyio.move_on_after(0.2) as scope:
+            await agent.get(f"{server.url}/peer")
+        assert scope.cancelled_caught
+        assert_settled(agent)
+        assert agent.stats().origins.get(agent.get_name(server.url)) is None or (
+            agent.stats().idle == 0
+        )
+        stall.set()
+        # The cancelled connect did not keep the only slot.
+        await assert_pool_works(agent, f"{server.url}/peer")
+        assert calls[0] == Origin("http", "127.0.0.1", server.port)
+        assert server.stats.opened == 1
+
+
+async def test_cancelled_while_sending(server: UvicornServer) -> None:
+    async def endless_body() -> AsyncIterator[bytes]:
+        yield b"start"
+        await anyio.sleep_forever()
+        yield b"never"  # pragma: no cover
+
+    async with Agent(max_sockets=1) as agent:
+        with anyio.move_on_after(0.3) as scope:
+            await agent.post(f"{server.url}/echo", content=endless_body())
+        assert scope.cancelled_caught
+        assert_settled(agent)
+        assert agent.stats().idle == 0  # a half-sent request's socket is not reusable
+        assert await wait_until(lambda: server.stats.closed == 1)
+        await assert_pool_works(agent, f"{server.url}/peer")
+        assert server.stats.opened == 2
+
+
+async def test_cancelled_while_waiting_for_headers(server: UvicornServer) -> None:
+    async with Agent(max_sockets=1) as agent:
+        with anyio.move_on_after(0.2) as scope:
+            await agent.get(f"{server.url}/slow?delay=5")
+        assert scope.cancelled_caught
+        assert_settled(agent)
+        assert agent.stats().idle == 0
+        assert await wait_until(lambda: server.stats.closed == 1)
+        await assert_pool_works(agent, f"{server.url}/peer")
+        assert server.stats.opened == 2
+
+
+async def test_cancelled_while_reading_body(raw_server: RawServer) -> None:
+    async def handler(conn: RawConnection) -> None:
+        if conn.index == 0:
+            await conn.read_request()
+            await conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhalf")
+            await conn.wait_closed()
+        else:
+            from servers import keep_alive_handler
+
+            await keep_alive_handler(conn)
+
+    raw_server.handler = handler
+    async with Agent(max_sockets=1) as agent:
+        with anyio.move_on_after(0.2) as scope:
+            await agent.get(raw_server.url)
+        assert scope.cancelled_caught
+        assert_settled(agent)
+        assert await wait_until(lambda: raw_server.stats.closed == 1)
+        await assert_pool_works(agent, raw_server.url, count=200)
+
+
+async def test_many_cancellations_at_random_points_leave_no_orphan(server: UvicornServer) -> None:
+    async with Agent(max_sockets=2) as agent:
+
+        async def doomed(delay: float) -> None:
+            with anyio.move_on_after(delay):
+                await agent.get(f"{server.url}/slow?delay=0.02")
+
+        async with anyio.create_task_group() as tg:
+            for index in range(100):
+                tg.start_soon(doomed, (index % 10) * 0.005)
+        assert_settled(agent)
+        assert server.stats.max_open <= 2
+        await assert_pool_works(agent, f"{server.url}/peer", count=1000)
+        assert agent.stats().active + agent.stats().idle <= 2
