@@ -1,0 +1,532 @@
+"""The Agent: Node's ``http.Agent`` for Python, on h11 and anyio.
+
+The Agent carries out what its ``Pool`` decides. Every pool change happens synchronously, with
+no ``await`` between deciding and recording, and every socket the pool lets go of is closed
+under a cancellation shield; so a task cancelled at any await leaves the pool whole and no socket
+orphaned.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import ssl
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import Any
+
+import anyio
+
+from ._connection import Connection, ConnectionLostBeforeResponse, Timeouts, open_connection
+from ._errors import AgentClosed, AgentError, PoolTimeout, RemoteProtocolError
+from ._eventloop import spawn_background
+from ._keepalive import keep_alive_seconds
+from ._options import AgentOptions, Connector, Scheduling
+from ._pool import Pool, PoolClosedError, Reservation, Waiter
+from ._request import ContentTypes, HeaderTypes, PreparedRequest, prepare_request
+from ._response import Response
+from ._stats import AgentStats, Counters
+from ._urls import Origin, parse_url
+
+logger = logging.getLogger("starlette_agent")
+
+
+class Agent:
+    """A pool of keep-alive sockets per origin, with Node's ``http.Agent`` limits and queueing.
+
+    Use one agent for many requests: sockets are reused across them. Close it with
+    ``await agent.aclose()`` or ``async with Agent() as agent:``.
+    """
+
+    def __init__(
+        self,
+        *,
+        keep_alive: bool = True,
+        max_sockets: int | None = None,
+        max_total_sockets: int | None = None,
+        max_free_sockets: int = 256,
+        scheduling: Scheduling = "lifo",
+        idle_timeout: float | None = 5.0,
+        keep_alive_timeout_buffer: float = 1.0,
+        connect_timeout: float | None = 10.0,
+        read_timeout: float | None = 30.0,
+        write_timeout: float | None = 30.0,
+        pool_timeout: float | None = None,
+        max_requests_per_socket: int | None = None,
+        max_response_size: int | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        local_address: str | None = None,
+        connector: Connector | None = None,
+    ) -> None:
+        self.config = AgentOptions(
+            keep_alive=keep_alive,
+            max_sockets=max_sockets,
+            max_total_sockets=max_total_sockets,
+            max_free_sockets=max_free_sockets,
+            scheduling=scheduling,
+            idle_timeout=idle_timeout,
+            keep_alive_timeout_buffer=keep_alive_timeout_buffer,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            write_timeout=write_timeout,
+            pool_timeout=pool_timeout,
+            max_requests_per_socket=max_requests_per_socket,
+            max_response_size=max_response_size,
+            ssl_context=ssl_context,
+            local_address=local_address,
+            connector=connector,
+        )
+        self._pool: Pool[Connection] = Pool(
+            max_sockets=max_sockets,
+            max_total_sockets=max_total_sockets,
+            max_free_sockets=max_free_sockets,
+            scheduling=scheduling,
+        )
+        self._timeouts = Timeouts(connect_timeout, read_timeout, write_timeout, pool_timeout)
+        self._counters = Counters()
+        self._default_ssl_context = ssl_context
+        self._tls_ids: weakref.WeakKeyDictionary[ssl.SSLContext, int] = weakref.WeakKeyDictionary()
+        self._last_tls_id = 0  # ids are never reused, unlike id() of a collected context
+        self._pool_keys: dict[tuple[Any, ...], str] = {}
+        self._reaper = _IdleReaper(self)
+
+    # -- the public surface --------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._pool.closed
+
+    def __repr__(self) -> str:
+        pool = self._pool
+        state = " closed" if pool.closed else ""
+        return (
+            f"<Agent{state} [Sockets: {pool.sockets - pool.idle} active, {pool.idle} idle | "
+            f"Requests: {pool.queued} queued]>"
+        )
+
+    async def __aenter__(self) -> Agent:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def get_name(self, url: str, *, ssl_context: ssl.SSLContext | None = None) -> str:
+        """The pool key of ``url`` (Node's ``agent.getName``): requests with the same name may
+        share sockets. It holds the scheme, host and port, the local address, and for https the
+        TLS identity (verification mode and which SSL context), so a socket made without
+        certificate checks is never handed to a request that wants them.
+        """
+        return self._pool_key(parse_url(url).origin, ssl_context)
+
+    def stats(self) -> AgentStats:
+        """Sockets per origin (active, idle, queued) and running counters."""
+        return AgentStats.snapshot(
+            self._pool.origin_counts(), self._counters, closed=self._pool.closed
+        )
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: HeaderTypes | None = None,
+        content: ContentTypes | None = None,
+        json: Any = None,
+        timeout: float | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> Response:
+        """Send a request and read its whole response; the socket is back in the pool on return.
+
+        ``timeout`` replaces the connect, read, write and pool timeouts for this request.
+        """
+        prepared = prepare_request(
+            method, url, headers=headers, content=content, json=json, ssl_context=ssl_context
+        )
+        response = await self._send(prepared, timeout=timeout)
+        await response.aread()
+        return response
+
+    async def get(self, url: str, **kwargs: Any) -> Response:
+        return await self.request("GET", url, **kwargs)
+
+    async def head(self, url: str, **kwargs: Any) -> Response:
+        return await self.request("HEAD", url, **kwargs)
+
+    async def options(self, url: str, **kwargs: Any) -> Response:
+        return await self.request("OPTIONS", url, **kwargs)
+
+    async def post(self, url: str, **kwargs: Any) -> Response:
+        return await self.request("POST", url, **kwargs)
+
+    async def put(self, url: str, **kwargs: Any) -> Response:
+        return await self.request("PUT", url, **kwargs)
+
+    async def patch(self, url: str, **kwargs: Any) -> Response:
+        return await self.request("PATCH", url, **kwargs)
+
+    async def delete(self, url: str, **kwargs: Any) -> Response:
+        return await self.request("DELETE", url, **kwargs)
+
+    @asynccontextmanager
+    async def stream(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: HeaderTypes | None = None,
+        content: ContentTypes | None = None,
+        json: Any = None,
+        timeout: float | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> AsyncIterator[Response]:
+        """Send a request and yield its response before the body is read.
+
+        Read the body with ``aiter_bytes()`` or ``aread()``. Leaving the block before the end
+        of the body closes that socket (it cannot carry another request mid-body); a fully
+        read body returns the socket to the pool.
+        """
+        prepared = prepare_request(
+            method, url, headers=headers, content=content, json=json, ssl_context=ssl_context
+        )
+        response = await self._send(prepared, timeout=timeout)
+        try:
+            yield response
+        finally:
+            await response.aclose()
+
+    async def aclose(self) -> None:
+        """Close every socket, idle or in use, and refuse further requests with AgentClosed."""
+        if self._pool.closed:
+            return
+        to_close = self._pool.close()
+        self._reaper.stop()
+        await self._close(to_close)
+
+    # -- sending -------------------------------------------------------------------------------
+
+    async def _send(self, request: PreparedRequest, *, timeout: float | None) -> Response:
+        """Send ``request`` and return its response with the body not yet read.
+
+        Everything funnels through here, which makes it the seam for test doubles.
+        """
+        timeouts = self._timeouts if timeout is None else Timeouts.all(timeout)
+        self._counters.requests += 1
+        try:
+            return await self._send_pooled(request, timeouts)
+        except AgentError:
+            self._counters.errors += 1
+            raise
+
+    async def _send_pooled(self, request: PreparedRequest, timeouts: Timeouts) -> Response:
+        key = self._pool_key(request.origin, request.ssl_context)
+        fresh = False
+        while True:
+            conn, reused = await self._checkout(key, request, timeouts, fresh=fresh)
+            head = request.head
+            keep_alive = self.config.keep_alive
+            limit = self.config.max_requests_per_socket
+            if not keep_alive or (limit is not None and conn.requests_started + 1 >= limit):
+                head = request.head_with_connection_close()
+                keep_alive = False
+            try:
+                response_head = await conn.send_request(head, request.body, timeouts)
+            except BaseException as exc:
+                await self._close(self._pool.discard(conn))
+                if not (reused and isinstance(exc, ConnectionLostBeforeResponse)):
+                    raise
+                if request.retryable and not fresh:
+                    # The server closed a kept-alive socket as we reused it: the request never
+                    # reached it, so sending it once more on a new socket is safe.
+                    self._counters.retries += 1
+                    fresh = True
+                    continue
+                reason = "" if request.retryable else f"; {request.method} is not idempotent"
+                raise RemoteProtocolError(
+                    f"{request.origin}: the server closed a reused socket before responding "
+                    f"and the request was not retried{reason}",
+                    origin=str(request.origin),
+                ) from exc
+            keep_for = self._keep_for(response_head.headers) if keep_alive else 0.0
+            body = _PooledBody(self, conn, timeouts.read, keep_for)
+            return Response(
+                response_head.status,
+                headers=response_head.headers,
+                url=request.url,
+                reason=response_head.reason,
+                http_version=response_head.http_version,
+                reused_socket=reused,
+                body=body,
+                max_size=self.config.max_response_size,
+            )
+
+    async def _checkout(
+        self, key: str, request: PreparedRequest, timeouts: Timeouts, *, fresh: bool
+    ) -> tuple[Connection, bool]:
+        """A connection for ``key``, and whether it is a reused one."""
+        while True:
+            try:
+                granted = self._pool.acquire(key, fresh=fresh)
+            except PoolClosedError:
+                raise self._closed_error(request.origin) from None
+            if isinstance(granted, Waiter):
+                granted = await self._wait(granted, request.origin, timeouts.pool)
+            if isinstance(granted, Reservation):
+                return await self._connect(granted, request, timeouts), False
+            conn = granted
+            if conn.idle_deadline > anyio.current_time() and not conn.has_unexpected_input():
+                self._counters.connections_reused += 1
+                return conn, True
+            # Expired, or the server closed it (or spoke unasked) while it sat idle.
+            await self._close(self._pool.discard(conn))
+
+    async def _wait(
+        self, waiter: Waiter[Connection], origin: Origin, pool_timeout: float | None
+    ) -> Connection | Reservation[Connection]:
+        event = anyio.Event()
+        waiter.wake = event.set
+        try:
+            with anyio.fail_after(pool_timeout):
+                await event.wait()
+        except BaseException as exc:
+            queued = self._pool.queued
+            # Hand on whatever may have been granted while the cancellation was in flight.
+            await self._close(self._pool.cancel(waiter))
+            if isinstance(exc, TimeoutError):
+                raise PoolTimeout(
+                    f"{origin}: no socket became free within {pool_timeout}s "
+                    f"({queued} requests queued)",
+                    origin=str(origin),
+                ) from None
+            raise
+        grant = waiter.grant
+        if grant is None or isinstance(grant, PoolClosedError):
+            raise self._closed_error(origin)
+        return grant
+
+    async def _connect(
+        self, reservation: Reservation[Connection], request: PreparedRequest, timeouts: Timeouts
+    ) -> Connection:
+        try:
+            if reservation.evicted is not None:
+                await self._close([reservation.evicted])
+            conn = await open_connection(
+                reservation.key,
+                request.origin,
+                ssl_context=self._ssl_context_for(request),
+                connector=self.config.connector,
+                local_address=self.config.local_address,
+                connect_timeout=timeouts.connect,
+            )
+        except BaseException:
+            # Give the slot back, or it would count as a socket forever (httpcore #1093).
+            await self._close(self._pool.connect_failed(reservation))
+            raise
+        if not self._pool.connected(reservation, conn):
+            await conn.aclose()
+            raise self._closed_error(request.origin)
+        self._counters.connections_created += 1
+        return conn
+
+    # -- giving sockets back -------------------------------------------------------------------
+
+    async def _release(self, conn: Connection, *, reusable: bool, keep_for: float) -> None:
+        if reusable and keep_for > 0:
+            conn.idle_deadline = anyio.current_time() + keep_for
+            to_close = self._pool.release(conn, reusable=True)
+            if conn not in to_close:
+                self._reaper.schedule(conn.idle_deadline)
+        else:
+            to_close = self._pool.release(conn, reusable=False)
+        await self._close(to_close)
+
+    async def _discard(self, conn: Connection) -> None:
+        await self._close(self._pool.discard(conn))
+
+    async def _close(self, conns: list[Connection]) -> None:
+        if not conns:
+            return
+        with anyio.CancelScope(shield=True):
+            for conn in conns:
+                if not conn.closed:
+                    self._counters.connections_closed += 1
+                    await conn.aclose()
+
+    # -- keys, TLS and keep-alive ----------------------------------------------------------------
+
+    def _pool_key(self, origin: Origin, ssl_context: ssl.SSLContext | None) -> str:
+        if origin.scheme != "https":
+            cache_key: tuple[Any, ...] = (origin,)
+        else:
+            context = ssl_context or self._default_ssl_context
+            if context is None:
+                cache_key = (origin, None)
+            else:
+                # Read live: a context's verification settings can change after creation.
+                cache_key = (
+                    origin,
+                    self._tls_id(context),
+                    context.verify_mode,
+                    context.check_hostname,
+                )
+        key = self._pool_keys.get(cache_key)
+        if key is None:
+            key = self._pool_keys[cache_key] = self._describe_key(cache_key)
+        return key
+
+    def _describe_key(self, cache_key: tuple[Any, ...]) -> str:
+        origin: Origin = cache_key[0]
+        parts = [str(origin)]
+        if self.config.local_address is not None:
+            parts.append(f"local={self.config.local_address}")
+        if origin.scheme == "https":
+            if cache_key[1] is None:
+                parts.append("tls=verify,context=default")
+            else:
+                _, tls_id, verify_mode, check_hostname = cache_key
+                if verify_mode == ssl.CERT_NONE:
+                    mode = "no-verify"
+                elif check_hostname:
+                    mode = "verify"
+                else:
+                    mode = "verify-cert-only"
+                parts.append(f"tls={mode},context={tls_id}")
+        return ";".join(parts)
+
+    def _tls_id(self, context: ssl.SSLContext) -> int:
+        tls_id = self._tls_ids.get(context)
+        if tls_id is None:
+            self._last_tls_id += 1
+            tls_id = self._tls_ids[context] = self._last_tls_id
+        return tls_id
+
+    def _ssl_context_for(self, request: PreparedRequest) -> ssl.SSLContext | None:
+        if request.origin.scheme != "https":
+            return None
+        if request.ssl_context is not None:
+            return request.ssl_context
+        if self._default_ssl_context is None:
+            # Created on first use: loading the system CA store takes milliseconds.
+            self._default_ssl_context = _shared_default_context()
+        return self._default_ssl_context
+
+    def _keep_for(self, headers: list[tuple[bytes, bytes]]) -> float:
+        """Seconds a socket may stay idle after this response (0: do not keep it)."""
+        idle_timeout = self.config.idle_timeout
+        keep = math.inf if idle_timeout is None else idle_timeout
+        hinted = keep_alive_seconds(headers)
+        if hinted is not None:
+            keep = min(keep, hinted - self.config.keep_alive_timeout_buffer)
+        return keep
+
+    def _closed_error(self, origin: Origin) -> AgentClosed:
+        return AgentClosed(
+            f"the agent was closed; cannot send a request to {origin}", origin=str(origin)
+        )
+
+
+class _PooledBody:
+    """A response body read from a pooled socket, which it releases exactly once."""
+
+    __slots__ = ("_agent", "_conn", "_done", "_keep_for", "_read_timeout")
+
+    def __init__(
+        self, agent: Agent, conn: Connection, read_timeout: float | None, keep_for: float
+    ) -> None:
+        self._agent = agent
+        self._conn = conn
+        self._read_timeout = read_timeout
+        self._keep_for = keep_for
+        self._done = False
+
+    async def receive_chunk(self) -> bytes | None:
+        if self._done:
+            return None
+        try:
+            chunk = await self._conn.receive_body_chunk(self._read_timeout)
+        except BaseException:
+            self._done = True
+            await self._agent._discard(self._conn)
+            raise
+        if chunk is None:
+            self._done = True
+            reusable = self._conn.finish_cycle()
+            await self._agent._release(self._conn, reusable=reusable, keep_for=self._keep_for)
+        return chunk
+
+    async def aclose(self) -> None:
+        if not self._done:
+            self._done = True
+            await self._agent._discard(self._conn)
+
+
+class _IdleReaper:
+    """Closes idle sockets when their time is up, even when no request comes to notice.
+
+    One background task per agent, running only while some socket is idle. It sleeps until the
+    earliest idle deadline; a release whose deadline is earlier moves that wake-up forward.
+    """
+
+    # Wake a little late rather than early: timers may fire a hair before their deadline.
+    SLACK = 0.005
+
+    def __init__(self, agent: Agent) -> None:
+        self._agent = agent
+        self._running = False
+        self._stopped = False
+        self._sleep: anyio.CancelScope | None = None
+
+    def schedule(self, deadline: float) -> None:
+        if self._stopped or deadline == math.inf:
+            return
+        if not self._running:
+            self._running = True
+            spawn_background(self._run)
+        elif self._sleep is not None and deadline + self.SLACK < self._sleep.deadline:
+            self._sleep.deadline = deadline + self.SLACK
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._sleep is not None:
+            self._sleep.cancel()
+
+    async def _run(self) -> None:
+        agent = self._agent
+        pool = agent._pool
+        try:
+            while not self._stopped:
+                deadline = pool.next_deadline()
+                if deadline is None:
+                    break
+                with anyio.CancelScope(deadline=deadline + self.SLACK) as self._sleep:
+                    await anyio.sleep_forever()
+                self._sleep = None
+                if self._stopped:
+                    break
+                expired = pool.expire(anyio.current_time())
+                agent._counters.idle_timeouts += len(expired)
+                await agent._close(expired)
+        except anyio.get_cancelled_exc_class():
+            pass  # the event loop is shutting down
+        except Exception:
+            # A background task has nobody to raise to: say so, and let requests carry on.
+            logger.exception("idle socket reaper failed")
+        finally:
+            self._running = False
+            self._sleep = None
+
+
+_default_context: ssl.SSLContext | None = None
+
+
+def _shared_default_context() -> ssl.SSLContext:
+    global _default_context
+    if _default_context is None:
+        _default_context = ssl.create_default_context()
+    return _default_context

@@ -1,0 +1,75 @@
+"""The errors an Agent raises.
+
+Every error a caller can see is an ``AgentError``. Low-level exceptions (``OSError``,
+``anyio.BrokenResourceError``, ``h11.RemoteProtocolError``...) are translated at the boundary
+and kept as ``__cause__``, so a handler can catch one family of errors and still debug the root.
+Errors about a particular server carry its ``origin`` (``"http://host:port"``) and name it in the
+message.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AgentClosed",
+    "AgentError",
+    "AgentTimeout",
+    "ConnectError",
+    "ConnectTimeout",
+    "InvalidRequest",
+    "PoolTimeout",
+    "ReadTimeout",
+    "RemoteProtocolError",
+    "ResponseTooLarge",
+    "WriteTimeout",
+]
+
+
+class AgentError(Exception):
+    """Base class of every error raised by starlette-agent."""
+
+    def __init__(self, message: str, *, origin: str | None = None) -> None:
+        super().__init__(message)
+        self.origin = origin
+
+
+class InvalidRequest(AgentError, ValueError):
+    """The request could not be sent as given: bad URL, scheme, method, header or body.
+
+    Raised before any connection is opened.
+    """
+
+
+class AgentClosed(AgentError):
+    """The agent was closed; it takes no more requests."""
+
+
+class ConnectError(AgentError):
+    """A connection to the origin could not be opened."""
+
+
+class AgentTimeout(AgentError):
+    """Base class of the timeouts."""
+
+
+class ConnectTimeout(AgentTimeout, ConnectError):
+    """Opening the connection (TCP and TLS handshake) took longer than ``connect_timeout``."""
+
+
+class ReadTimeout(AgentTimeout):
+    """The server sent nothing for ``read_timeout`` seconds."""
+
+
+class WriteTimeout(AgentTimeout):
+    """The request could not be written within ``write_timeout`` seconds."""
+
+
+class PoolTimeout(AgentTimeout):
+    """No socket became free for the request within ``pool_timeout`` seconds."""
+
+
+class RemoteProtocolError(AgentError):
+    """The server broke HTTP/1.1, or closed the connection, while we talked to it."""
+
+
+class ResponseTooLarge(AgentError):
+    """A buffered response body grew past ``max_response_size``."""

@@ -1,0 +1,48 @@
+"""The default agent (Node's ``http.globalAgent``) and the one-call ``request()``.
+
+Sockets belong to the event loop that opened them, so there is one global agent per running
+event loop rather than one per process: two servers on one loop share it, as two Node servers in
+one process share ``http.globalAgent``.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any, Literal
+
+from ._agent import Agent
+from ._errors import AgentError
+from ._eventloop import current_loop
+from ._response import Response
+
+_global_agents: weakref.WeakKeyDictionary[object, Agent] = weakref.WeakKeyDictionary()
+
+
+def global_agent() -> Agent:
+    """The default agent of the running event loop; a fresh one if the last was closed."""
+    try:
+        loop = current_loop()
+    except RuntimeError:
+        raise AgentError(
+            "global_agent() needs a running event loop: call it from async code"
+        ) from None
+    agent = _global_agents.get(loop)
+    if agent is None or agent.closed:
+        agent = _global_agents[loop] = Agent()
+    return agent
+
+
+async def request(
+    method: str, url: str, *, agent: Agent | Literal[False] | None = None, **kwargs: Any
+) -> Response:
+    """Send one request. ``agent=None``: the global agent; ``agent=False``: a one-shot socket,
+    sent with ``Connection: close`` and closed after the response; or an ``Agent`` of yours.
+    """
+    if agent is None:
+        return await global_agent().request(method, url, **kwargs)
+    if agent is False:
+        async with Agent(keep_alive=False) as one_shot:
+            return await one_shot.request(method, url, **kwargs)
+    if not isinstance(agent, Agent):
+        raise TypeError(f"agent must be an Agent, None or False, got {agent!r}")
+    return await agent.request(method, url, **kwargs)
