@@ -36,7 +36,7 @@ from ._setup_errors import AgentSettingsError
 if TYPE_CHECKING:
     from ._agent import Agent
 
-__all__ = ["DEFAULT_PREFIX", "AgentSettings", "read_agent_settings"]
+__all__ = ["DEFAULT_PREFIX", "AgentSettings", "read_agent_options", "read_agent_settings"]
 
 DEFAULT_PREFIX = "AGENT_"
 DEFAULT_NAME = "default"
@@ -95,8 +95,8 @@ class AgentSettings:
 
         Options no variable sets keep the ``Agent`` defaults.
         """
-        found = read_agent_settings(config, prefix=prefix)
-        return found.get(_normalise_name(name), cls())
+        found = read_agent_options(config, prefix=prefix)
+        return cls(**found.get(normalise_name(name), {}))
 
     def replace(self, **changes: Any) -> AgentSettings:
         """A copy with ``changes`` applied, validated the same way."""
@@ -138,6 +138,19 @@ def read_agent_settings(
     Reads ``config``'s environment and ``.env`` values (the environment wins, as in ``Config``),
     honouring ``config.env_prefix``. Raises ``AgentSettingsError`` naming the first bad variable.
     """
+    return {
+        name: AgentSettings.from_options(AgentOptions(**options))
+        for name, options in read_agent_options(config, prefix=prefix).items()
+    }
+
+
+def read_agent_options(
+    config: Config | None = None, *, prefix: str = DEFAULT_PREFIX
+) -> dict[str, dict[str, Any]]:
+    """Like ``read_agent_settings``, but only the options that variables set, already parsed.
+
+    The registry layers these over the settings given in code.
+    """
     config = config if config is not None else Config()
     full_prefix = config.env_prefix + prefix
     file_keys = set(config.file_values)
@@ -150,9 +163,8 @@ def read_agent_settings(
         rest = key[len(full_prefix) :]
         parsed = _split_variable(rest)
         if parsed is None:
-            _check_foreign_variable(
-                key, rest, from_file=key in file_keys and key not in config.environ
-            )
+            from_file = key in file_keys and key not in config.environ
+            _check_foreign_variable(key, rest, from_file=from_file)
             continue
         name, option = parsed
         # Config.get applies its own env_prefix again, so ask for the key without it.
@@ -167,7 +179,7 @@ def read_agent_settings(
             )
         agent_options[option] = (key, value)
 
-    return {name: _settings_from_strings(name, values) for name, values in raw.items()}
+    return {name: _options_from_strings(name, values) for name, values in raw.items()}
 
 
 # --------------------------------------------------------------------------- parsing
@@ -214,7 +226,7 @@ def _check_foreign_variable(key: str, rest: str, *, from_file: bool) -> None:
         )
 
 
-def _settings_from_strings(name: str, values: Mapping[str, tuple[str, str]]) -> AgentSettings:
+def _options_from_strings(name: str, values: Mapping[str, tuple[str, str]]) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for option, (variable, raw) in values.items():
         parse = _PARSERS.get(option)
@@ -239,10 +251,11 @@ def _settings_from_strings(name: str, values: Mapping[str, tuple[str, str]]) -> 
             ) from exc
         options[option] = value
     try:
-        return AgentSettings.from_options(AgentOptions(**options))
+        AgentOptions(**options)
     except (TypeError, ValueError) as exc:  # pragma: no cover - no cross-option rules today
         variables = ", ".join(variable for variable, _ in values.values())
         raise AgentSettingsError(f"{variables}: {exc}", variable=variables, value=None) from exc
+    return options
 
 
 def _parse_bool(raw: str) -> bool:
@@ -312,7 +325,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
 # --------------------------------------------------------------------------- helpers
 
 
-def _normalise_name(name: str) -> str:
+def normalise_name(name: str) -> str:
+    """An agent's name as the registry keys it: lower case, ``[a-z0-9]`` words joined by ``_``."""
     lowered = name.lower()
     if not _NAME_RE.fullmatch(lowered):
         raise ValueError(f"agent name must be letters, digits and single underscores, got {name!r}")
