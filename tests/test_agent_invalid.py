@@ -112,7 +112,12 @@ def _first_connection_sends(data: bytes) -> Any:
 MALFORMED = {
     "garbage status line": b"HELLO THERE\r\n\r\n",
     "bad status code": b"HTTP/1.1 abc OK\r\nContent-Length: 0\r\n\r\n",
-    "headers over 64 KiB": b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n",
+    "headers over 64 KiB": (
+        b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 70_000 + b"\r\nContent-Length: 0\r\n\r\n"
+    ),
+    "headers of 1 MiB": (
+        b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 1_048_576 + b"\r\nContent-Length: 0\r\n\r\n"
+    ),
     "bad chunk size": (
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n"
     ),
