@@ -1,0 +1,106 @@
+"""AgentRegistry: names, settings layered over code, and counted opening and closing."""
+
+from __future__ import annotations
+
+import pytest
+from starlette.config import Config
+
+from starlette_agent import Agent
+from starlette_agent._lifecycle import lease_count
+from starlette_agent._registry import AgentRegistry
+from starlette_agent._settings import AgentSettings
+from starlette_agent._setup_errors import AgentNotConfigured, AgentSettingsError, UnknownAgentName
+
+
+def test_default_is_always_there_and_names_ignore_case() -> None:
+    registry = AgentRegistry({"Payments": {"max_sockets": 2}})
+    assert registry.names == ("default", "payments")
+    assert "PAYMENTS" in registry
+    assert registry.settings("payments") == AgentSettings(max_sockets=2)
+    assert registry.settings() == AgentSettings()
+
+
+def test_bad_entries_are_rejected_when_the_registry_is_built() -> None:
+    with pytest.raises(AgentSettingsError, match="max_sockets must be >= 1"):
+        AgentRegistry({"payments": {"max_sockets": 0}})
+    with pytest.raises(TypeError, match="agent 'payments' must be an Agent, AgentSettings"):
+        AgentRegistry({"payments": 3})  # type: ignore[dict-item]
+    with pytest.raises(ValueError, match="agent name must be letters"):
+        AgentRegistry({"pay-ments": {}})
+
+
+def test_unknown_name_lists_the_known_ones() -> None:
+    registry = AgentRegistry({"payments": {}})
+    with pytest.raises(UnknownAgentName) as caught:
+        registry.get("paymnts")
+    assert str(caught.value) == "unknown agent name 'paymnts'; known names: 'default', 'payments'"
+    assert caught.value.known == ("default", "payments")
+
+
+def test_from_settings_layers_variables_over_code() -> None:
+    config = Config(
+        environ={
+            "AGENT_PAYMENTS_MAX_SOCKETS": "2",
+            "AGENT_SEARCH_READ_TIMEOUT": "3",
+            "AGENT_MAX_FREE_SOCKETS": "1",
+        }
+    )
+    registry = AgentRegistry.from_settings(
+        config, agents={"payments": {"max_sockets": 5, "scheduling": "fifo"}}
+    )
+    assert registry.names == ("default", "payments", "search")
+    assert registry.settings("payments") == AgentSettings(max_sockets=2, scheduling="fifo")
+    assert registry.settings("search") == AgentSettings(read_timeout=3.0)
+    assert registry.settings("default") == AgentSettings(max_free_sockets=1)
+
+
+@pytest.mark.anyio
+async def test_variables_cannot_reconfigure_an_agent_instance() -> None:
+    async with Agent() as agent:
+        with pytest.raises(AgentSettingsError, match="AGENT_PAYMENTS_MAX_SOCKETS configure"):
+            AgentRegistry.from_settings(
+                Config(environ={"AGENT_PAYMENTS_MAX_SOCKETS": "2"}),
+                agents={"payments": agent},
+            )
+
+
+@pytest.mark.anyio
+async def test_agents_exist_only_while_open_and_each_open_is_counted() -> None:
+    registry = AgentRegistry({"payments": {"max_sockets": 2}})
+    with pytest.raises(AgentNotConfigured, match="not open"):
+        registry.get("payments")
+
+    registry.open()
+    registry.open()
+    agent = registry.get("payments")
+    assert agent.config.max_sockets == 2
+    assert repr(registry) == "<AgentRegistry [default, payments] open by 2>"
+
+    await registry.close()
+    assert not agent.closed  # one app still uses it
+    assert registry.get("payments") is agent
+    await registry.close()
+    assert agent.closed
+    assert repr(registry) == "<AgentRegistry [default, payments] closed>"
+    with pytest.raises(RuntimeError, match="more often than open"):
+        await registry.close()
+
+    async with registry:  # reopening creates fresh agents
+        assert registry.get("payments") is not agent
+        assert not registry.get("payments").closed
+
+
+@pytest.mark.anyio
+async def test_agent_instances_in_a_registry_are_leased_not_owned() -> None:
+    shared = Agent()
+    one = AgentRegistry({"default": shared})
+    two = AgentRegistry({"default": shared})
+    async with one:
+        async with two:
+            assert lease_count(shared) == 2
+        assert not shared.closed  # registry one still holds it
+    assert shared.closed
+    assert lease_count(shared) == 0
+    with pytest.raises(RuntimeError, match="already closed"):
+        one.open()
+    assert not one.is_open
