@@ -38,7 +38,6 @@ async def get_agent(conn: HTTPConnection) -> Agent:
     raise missing_agent()
 
 
-@functools.cache
 def agent_dependency(name: str) -> AgentGetter:
     """A ``get_agent`` for the agent called ``name`` in the app's registry.
 
@@ -46,8 +45,11 @@ def agent_dependency(name: str) -> AgentGetter:
     can be replaced in ``app.dependency_overrides[agent_dependency("payments")]``. An unknown name
     raises ``UnknownAgentName`` listing the known ones (under FastAPI, checked at startup).
     """
-    key = normalise_name(name)
+    return _named_dependency(normalise_name(name))
 
+
+@functools.cache
+def _named_dependency(key: str) -> AgentGetter:
     async def get_named_agent(conn: HTTPConnection) -> Agent:
         binding = conn.scope.get(SCOPE_KEY)
         if not isinstance(binding, Binding):
