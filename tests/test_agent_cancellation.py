@@ -107,15 +107,21 @@ async def test_cancelled_while_reading_body(raw_server: RawServer) -> None:
 
 async def test_many_cancellations_at_random_points_leave_no_orphan(server: UvicornServer) -> None:
     async with Agent(max_sockets=2) as agent:
+        most_sockets = 0
 
         async def doomed(delay: float) -> None:
+            nonlocal most_sockets
             with anyio.move_on_after(delay):
                 await agent.get(f"{server.url}/slow?delay=0.02")
+            stats = agent.stats()
+            most_sockets = max(most_sockets, stats.active + stats.idle)
 
         async with anyio.create_task_group() as tg:
             for index in range(100):
                 tg.start_soon(doomed, (index % 10) * 0.005)
         assert_settled(agent)
-        assert server.stats.max_open <= 2
+        # Counted client-side: the server may see a new socket before the close of a cancelled
+        # one, so its own count of open connections can briefly exceed the limit.
+        assert most_sockets <= 2
         await assert_pool_works(agent, f"{server.url}/peer", count=1000)
         assert agent.stats().active + agent.stats().idle <= 2
