@@ -357,6 +357,7 @@ class Agent:
                 if not conn.closed:
                     self._counters.connections_closed += 1
                     await conn.aclose()
+                self._pool.close_done(conn)
 
     # -- keys, TLS and keep-alive ----------------------------------------------------------------
 

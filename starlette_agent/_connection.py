@@ -80,6 +80,7 @@ class Connection:
         self.requests_started = 0
         self.closed = False
         self.response_started = False  # any byte of the current response arrived
+        self._eof = False
         self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_RESPONSE_HEAD_SIZE)
         self._poller = _poller_for(stream)
         sockname = _extra(stream, SocketAttribute.local_address)
@@ -140,6 +141,12 @@ class Connection:
             raise
         if type(event) is not h11.Response:
             raise self._protocol_error(f"expected a response head, got {event!r}")
+        # h11 bounds only a head still arriving; one that came whole in one read is checked here.
+        head_size = sum(len(name) + len(value) + 4 for name, value in event.headers)
+        if head_size > MAX_RESPONSE_HEAD_SIZE:
+            raise self._protocol_error(
+                f"response headers are larger than {MAX_RESPONSE_HEAD_SIZE} bytes"
+            )
         return ResponseHead(
             status=event.status_code,
             reason=event.reason.decode("latin-1"),
@@ -169,6 +176,9 @@ class Connection:
 
     def finish_cycle(self) -> bool:
         """After the response ended: True if the socket can carry another request."""
+        # h11 ends a close-delimited body at EOF in state DONE, but that socket is finished.
+        if self._eof:
+            return False
         if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
             self._h11.start_next_cycle()
             return True
@@ -247,6 +257,7 @@ class Connection:
         try:
             return await self.stream.receive(RECEIVE_SIZE)
         except anyio.EndOfStream:
+            self._eof = True
             return b""
         except _READ_ERRORS as exc:
             if not self.response_started:

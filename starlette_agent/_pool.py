@@ -21,8 +21,11 @@ The async ``Agent`` asks it for a socket and then carries out the answer:
   ``max_total_sockets`` (an idle socket must never starve another origin's queue).
 
 * Every method that takes a socket out of the pool *returns the connections to close*. The pool
-  has already forgotten them, so the caller can close them later (shielded from cancellation)
-  without the pool ever being half-updated.
+  no longer hands them out, so the caller can close them later (shielded from cancellation)
+  without the pool ever being half-updated. Their slots stay taken until the caller reports
+  ``close_done(conn)``: as in Node, a new socket replaces an old one only once the old one is shut,
+  so a server never sees more than ``max_sockets`` connections from us, even across a churn of
+  cancelled requests.
 
 Limits follow Node's ``http.Agent``: ``max_sockets`` counts an origin's active, connecting and
 idle sockets; ``max_total_sockets`` counts them over all origins; ``max_free_sockets`` bounds the
@@ -113,6 +116,7 @@ class Pool(Generic[C]):
         self._queued = 0
         self._idle_lru: OrderedDict[C, None] = OrderedDict()  # every idle socket, oldest first
         self._connections: set[C] = set()  # every open connection, active or idle
+        self._closing: set[C] = set()  # handed to the caller to close; still hold their slots
         # Requests that may take room freed in *another* origin; only kept when total is bounded.
         # Entries already served stay until they reach the front (lazy removal keeps grants O(1)).
         self._total_waiters: deque[Waiter[C]] = deque()
@@ -141,26 +145,29 @@ class Pool(Generic[C]):
                 return self._reserve(origin, key)
             if self._idle_lru:
                 # Full overall, but some origin has a socket sitting idle: close it for us.
-                victim = next(iter(self._idle_lru))
-                self._forget(victim)
-                return self._reserve(origin, key, evicted=victim)
+                return self._evict_for(next(iter(self._idle_lru)), origin, key)
         elif fresh and origin.idle:
-            victim = origin.idle.popitem(last=False)[0]
-            self._forget(victim)
-            return self._reserve(origin, key, evicted=victim)
+            return self._evict_for(next(iter(origin.idle)), origin, key)
         return self._enqueue(origin, key, fresh)
+
+    def close_done(self, conn: C) -> None:
+        """``conn``, returned earlier for closing, is now shut: its slot goes to a waiter."""
+        if conn in self._closing:
+            self._closing.discard(conn)
+            self._release_slot(self._origins[conn.pool_key], conn.pool_key)
 
     def connected(self, reservation: Reservation[C], conn: C) -> bool:
         """Record that ``reservation`` became ``conn``. False: the pool closed, close ``conn``."""
         if self.closed:
-            self._release_slot(self._origins[reservation.key], reservation.key)
+            self.connect_failed(reservation)
             return False
         self._connections.add(conn)
         return True
 
     def connect_failed(self, reservation: Reservation[C]) -> list[C]:
         """Give back the slot of a reservation that did not become a connection."""
-        return self._release_slot(self._origins[reservation.key], reservation.key)
+        self._release_slot(self._origins[reservation.key], reservation.key)
+        return []
 
     def cancel(self, waiter: Waiter[C]) -> list[C]:
         """A queued request stopped waiting; hand on whatever it was granted meanwhile."""
@@ -189,18 +196,10 @@ class Pool(Generic[C]):
             return self._drop(conn, origin, key)
         if origin.waiters:
             return self._hand_over(origin.waiters.popleft(), conn)
-        if self._total_waiters and self._sockets >= self._max_total:
-            waiter = self._next_total_waiter()
-            if waiter is not None:
-                # Another origin waits for room under max_total_sockets: this socket's slot
-                # becomes its reservation rather than an idle socket nobody here needs.
-                self._connections.discard(conn)
-                origin.sockets -= 1
-                self._forget_origin_if_unused(origin, key)
-                waiting_origin = self._origins[waiter.key]
-                waiting_origin.sockets += 1
-                self._grant(waiter, Reservation(waiter.key))
-                return [conn]
+        if self._total_waiters and self._sockets >= self._max_total and self._total_waiter_can_go():
+            # Another origin waits for room under max_total_sockets: close this socket, whose
+            # slot then goes to that waiter, rather than keep it idle for nobody.
+            return self._drop(conn, origin, key)
         if len(origin.idle) >= self._max_free:
             return self._drop(conn, origin, key)
         origin.idle[conn] = None
@@ -221,10 +220,11 @@ class Pool(Generic[C]):
     # -- expiry and shutdown ------------------------------------------------------------------
 
     def expire(self, now: float) -> list[C]:
-        """Forget every idle connection whose deadline has passed; return them to close."""
+        """Take out every idle connection whose deadline has passed; return them to close."""
         expired = [conn for conn in self._idle_lru if conn.idle_deadline <= now]
         for conn in expired:
-            self._forget(conn)
+            self._take_out_idle(conn)
+            self._closing.add(conn)
         return expired
 
     def next_deadline(self) -> float | None:
@@ -241,6 +241,10 @@ class Pool(Generic[C]):
                 self._grant(origin.waiters.popleft(), PoolClosedError())
         self._total_waiters.clear()
         conns = list(self._connections)
+        for conn in self._closing:
+            self._origins[conn.pool_key].sockets -= 1
+            self._sockets -= 1
+        self._closing.clear()
         for conn in conns:
             origin = self._origins[conn.pool_key]
             origin.idle.pop(conn, None)
@@ -302,32 +306,42 @@ class Pool(Generic[C]):
         if not waiter.fresh:
             self._grant(waiter, conn)
             return []
-        # A retry wants a new socket: this one's slot becomes its reservation.
+        # A retry wants a new socket: this one's slot becomes its reservation, and the
+        # retrying task closes it before connecting, as with any eviction.
         self._connections.discard(conn)
-        self._grant(waiter, Reservation(waiter.key))
-        return [conn]
+        self._grant(waiter, Reservation(waiter.key, evicted=conn))
+        return []
 
-    def _forget(self, idle_conn: C) -> None:
-        """Remove an idle connection entirely (the caller closes it) and pass its slot on."""
-        key = idle_conn.pool_key
-        origin = self._origins[key]
-        del origin.idle[idle_conn]
+    def _evict_for(self, victim: C, origin: _Origin[C], key: str) -> Reservation[C]:
+        """Close an idle socket to make room: its slot passes straight to a new reservation,
+        whose task closes it before connecting."""
+        self._take_out_idle(victim)
+        victim_origin = self._origins[victim.pool_key]
+        victim_origin.sockets -= 1
+        self._sockets -= 1
+        if victim_origin is not origin:
+            self._forget_origin_if_unused(victim_origin, victim.pool_key)
+        return self._reserve(origin, key, evicted=victim)
+
+    def _take_out_idle(self, idle_conn: C) -> None:
+        """Remove an idle connection from the pool's books, except for its slot."""
+        del self._origins[idle_conn.pool_key].idle[idle_conn]
         del self._idle_lru[idle_conn]
         self._connections.discard(idle_conn)
-        self._release_slot(origin, key)
 
     def _drop(self, conn: C, origin: _Origin[C], key: str) -> list[C]:
+        """Hand ``conn`` to the caller to close; its slot frees at ``close_done``."""
         self._connections.discard(conn)
-        self._release_slot(origin, key)
+        self._closing.add(conn)
         return [conn]
 
-    def _release_slot(self, origin: _Origin[C], key: str) -> list[C]:
+    def _release_slot(self, origin: _Origin[C], key: str) -> None:
         """One socket of ``origin`` is gone: give its room to whoever waits for it."""
         origin.sockets -= 1
         self._sockets -= 1
         if self.closed:
             self._forget_origin_if_unused(origin, key)
-            return []
+            return
         if origin.waiters and origin.sockets < self._max_sockets:
             self._grant(origin.waiters.popleft(), self._reserve(origin, key))
         elif self._total_waiters and self._sockets < self._max_total:
@@ -335,7 +349,13 @@ class Pool(Generic[C]):
             if waiter is not None:
                 self._grant(waiter, self._reserve(self._origins[waiter.key], waiter.key))
         self._forget_origin_if_unused(origin, key)
-        return []
+
+    def _total_waiter_can_go(self) -> bool:
+        """Whether some request queued for room overall has room in its own origin."""
+        return any(
+            waiter.grant is None and self._origins[waiter.key].sockets < self._max_sockets
+            for waiter in self._total_waiters
+        )
 
     def _next_total_waiter(self) -> Waiter[C] | None:
         """Take the longest-waiting request whose own origin is under ``max_sockets``."""

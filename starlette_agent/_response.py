@@ -119,12 +119,10 @@ class Response:
         if body is None or self._consumed:
             raise AgentError(f"the body of the response from {self.url} was already read")
         self._consumed = True
-        try:
-            while (chunk := await body.receive_chunk()) is not None:
-                yield chunk
-        finally:
-            # Left early (break, error, cancellation): the socket cannot be reused mid-body.
-            await body.aclose()
+        # Leaving this loop early does not release the socket: the caller's ``stream()`` block,
+        # or ``aclose()``, does, so that a ``break`` cannot close it behind the caller's back.
+        while (chunk := await body.receive_chunk()) is not None:
+            yield chunk
 
     async def aclose(self) -> None:
         """Release the response's socket: back to the pool if fully read, else closed."""
