@@ -128,21 +128,23 @@ class AgentMiddleware:
     # ------------------------------------------------------------------ requests
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        binding = self._binding
+        if binding is not None and scope["type"] in _INJECTED_SCOPES:
+            # The hot path, for every request of an app whose lifespan started this middleware:
+            # two dict stores and nothing else.
+            try:
+                scope["state"]["agent"] = binding.default
+            except KeyError:  # a server without lifespan state
+                scope["state"] = {"agent": binding.default}
+            scope[SCOPE_KEY] = binding
+            await self.app(scope, receive, send)
+            return
         scope_type = scope["type"]
-        if scope_type == "http" or scope_type == "websocket":
-            binding = self._binding
-            if binding is not None:
-                # The hot path: this app's middleware, started by its lifespan.
-                state = scope.get("state")
-                if state is None:
-                    state = scope["state"] = {}
-                state["agent"] = binding.default
-                scope[SCOPE_KEY] = binding
-            else:
-                self._inject_below_app(scope)
-        elif scope_type == "lifespan":
+        if scope_type == "lifespan":
             await self._lifespan(scope, receive, send)
             return
+        if scope_type in _INJECTED_SCOPES:
+            self._inject_below_app(scope)
         await self.app(scope, receive, send)
 
     def _inject_below_app(self, scope: Scope) -> None:
@@ -365,6 +367,8 @@ class AgentMiddleware:
         state = "started" if self._binding is not None else "not started"
         return f"<AgentMiddleware {what} ({state})>"
 
+
+_INJECTED_SCOPES = frozenset({"http", "websocket"})
 
 _APP_FINISHED = frozenset(
     {"lifespan.startup.failed", "lifespan.shutdown.complete", "lifespan.shutdown.failed"}
