@@ -64,6 +64,8 @@ class ServerStats:
             self.peer_ports: list[int] = []  # client port of each connection, in order of accept
             self.request_ports: list[int] = []  # client port of each request, in order
             self.request_lines: list[str] = []  # "GET /path", in order
+            self.in_flight = 0  # uvicorn only: requests whose response is not yet complete
+            self.max_in_flight = 0
             self._linked = []
 
     @property
@@ -97,6 +99,21 @@ class ServerStats:
             self.requests += 1
             self.request_ports.append(port)
             self.request_lines.append(line)
+
+    def response_started(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            linked = list(self._linked)
+        for combined in linked:
+            combined.response_started()
+
+    def response_ending(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+            linked = list(self._linked)
+        for combined in linked:
+            combined.response_ending()
 
     def __repr__(self) -> str:
         return (
@@ -157,10 +174,31 @@ def counting_protocol(stats: ServerStats) -> type[H11Protocol]:
             inner_app = self.app
 
             async def counting_app(scope: Any, receive: Any, send: Any) -> None:
-                if scope["type"] == "http":
-                    client = scope.get("client") or ("", 0)
-                    stats.request_received(client[1], f"{scope['method']} {scope['path']}")
-                await inner_app(scope, receive, send)
+                if scope["type"] != "http":
+                    await inner_app(scope, receive, send)
+                    return
+                client = scope.get("client") or ("", 0)
+                stats.request_received(client[1], f"{scope['method']} {scope['path']}")
+                stats.response_started()
+                ended = False
+
+                async def counting_send(message: Any) -> None:
+                    nonlocal ended
+                    last = message["type"] == "http.response.body" and not message.get(
+                        "more_body", False
+                    )
+                    if last and not ended:
+                        # Counted before the last bytes leave: the client cannot send its next
+                        # request before this one stops counting as in flight.
+                        ended = True
+                        stats.response_ending()
+                    await send(message)
+
+                try:
+                    await inner_app(scope, receive, counting_send)
+                finally:
+                    if not ended:
+                        stats.response_ending()
 
             self.app = counting_app
 

@@ -32,6 +32,7 @@ async def test_max_sockets_bounds_concurrent_connections(server: UvicornServer) 
         assert statuses == [200] * 200
         assert server.stats.requests == 200
         assert server.stats.max_open == 5
+        assert server.stats.max_in_flight == 5
         assert server.stats.opened == 5
         assert_settled(agent)
         pool = origin_stats(agent, url)
@@ -72,8 +73,9 @@ async def test_max_total_sockets_holds_across_origins(
         assert statuses == [200] * 200
         assert server.stats.requests == 100
         assert server2.stats.requests == 100
+        assert combined.max_in_flight <= 4
+        assert combined.max_in_flight >= 2
         assert combined.max_open <= 4
-        assert combined.max_open >= 2
         assert_settled(agent)
         assert agent.stats().idle <= 4
 
@@ -88,6 +90,7 @@ async def test_max_sockets_and_max_total_sockets_together(
                 tg.start_soon(_burst, agent, f"{server2.url}/slow?delay=0.01", 50)
         assert server.stats.max_open <= 2
         assert server2.stats.max_open <= 2
+        assert server.stats.max_in_flight + server2.stats.max_in_flight <= 4
         assert server.stats.requests == server2.stats.requests == 50
         assert_settled(agent)
 

@@ -67,8 +67,11 @@ async def test_each_agent_has_its_own_sockets(server: UvicornServer) -> None:
 
 async def test_max_requests_per_socket_rotates_connections(server: UvicornServer) -> None:
     async with Agent(max_requests_per_socket=3) as agent:
-        for _ in range(7):
-            assert (await agent.get(f"{server.url}/peer")).status == 200
+        connection_headers = [
+            (await agent.get(f"{server.url}/echo")).json()["connection"] for _ in range(7)
+        ]
+        # The last request on each socket says so.
+        assert connection_headers == [None, None, "close", None, None, "close", None]
         assert server.stats.opened == 3
         ports = server.stats.request_ports
         assert ports[0] == ports[1] == ports[2] != ports[3]

@@ -71,6 +71,7 @@ async def test_pool_timeout_when_no_socket_frees(server: UvicornServer) -> None:
             message = str(caught.value)
             assert server.origin in message
             assert "queue" in message.lower()
+            assert "1" in message.replace(server.origin, "")  # one request was queued
             assert agent.stats().queued == 0
         assert_settled(agent)
         assert server.stats.opened == 1
