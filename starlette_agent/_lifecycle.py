@@ -70,6 +70,8 @@ def lease_count(agent: Agent) -> int:
 async def close_gracefully(agents: Sequence[Agent], *, timeout: float | None) -> None:
     """Wait up to ``timeout`` seconds for in-flight requests on ``agents`` to end, then close them.
 
+    An agent leased again during the wait is left open: its new holder closes it later.
+
     One deadline covers all agents, so N agents never take N timeouts. Runs shielded: shutdown
     is the last chance to close these sockets, and a cancelled lifespan must not skip it. A close
     that fails is logged and the others still close; the first such error is raised at the end.
@@ -88,6 +90,10 @@ async def close_gracefully(agents: Sequence[Agent], *, timeout: float | None) ->
                 "closing agents with requests still in flight after %ss: %s", timeout, busy
             )
         for agent in agents:
+            if lease_count(agent):
+                # An app started while we waited and took the agent again (the global agent
+                # is handed out until it is closed): it is in use, so it stays open.
+                continue
             try:
                 await agent.aclose()
             except Exception as exc:

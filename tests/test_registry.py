@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import anyio
 import pytest
+from servers import wait_until
 from starlette.config import Config
 
-from starlette_agent import Agent
+from starlette_agent import Agent, _lifecycle
 from starlette_agent._lifecycle import lease_count
 from starlette_agent._registry import AgentRegistry
 from starlette_agent._settings import AgentSettings
@@ -104,3 +108,27 @@ async def test_agent_instances_in_a_registry_are_leased_not_owned() -> None:
     with pytest.raises(RuntimeError, match="already closed"):
         one.open()
     assert not one.is_open
+
+
+@pytest.mark.anyio
+async def test_agent_leased_again_during_the_graceful_wait_stays_open(server: Any) -> None:
+    agent = Agent()
+    _lifecycle.acquire(agent, owner="first app")
+    statuses: list[int] = []
+
+    async def in_flight() -> None:
+        statuses.append((await agent.get(f"{server.url}/slow?delay=0.3")).status)
+
+    async def second_app_starts() -> None:
+        await anyio.sleep(0.1)  # while the first app's shutdown waits for the request
+        _lifecycle.acquire(agent, owner="second app")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(in_flight)
+        assert await wait_until(lambda: agent.stats().active == 1)
+        tg.start_soon(second_app_starts)
+        await _lifecycle.close_gracefully(_lifecycle.release([agent]), timeout=5)
+    assert statuses == [200]
+    assert not agent.closed  # the second app holds it now
+    await _lifecycle.close_gracefully(_lifecycle.release([agent]), timeout=1)
+    assert agent.closed
