@@ -7,6 +7,17 @@ ASGI app mounted for an origin (``mock.mount("http://users", users_app)``). It r
 ``stream`` and the ``Response`` behave as they do in production.
 
 ``override_agent(app, agent)`` makes a running (or not yet started) app inject another agent.
+
+The app's agents are opened by its lifespan, so a test client must run it::
+
+    with TestClient(app) as client:                      # `with`: lifespan on
+        with override_agent(app, mock):
+            client.get("/")
+
+    async with LifespanManager(app) as manager:          # asgi_lifespan
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+            await client.get("/")
 """
 
 from __future__ import annotations
