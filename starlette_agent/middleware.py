@@ -58,6 +58,7 @@ class _Session:
 
     registries: list[AgentRegistry] = field(default_factory=list)
     leased: list[Agent] = field(default_factory=list)
+    stopped: bool = False
 
 
 class AgentMiddleware:
@@ -333,7 +334,10 @@ class AgentMiddleware:
 
     async def _stop(self, session: _Session) -> str | None:
         """End one lifespan: give back what ``session`` opened; an error message if a close
-        failed."""
+        failed. Runs once per session, however many exits lead here."""
+        if session.stopped:
+            return None
+        session.stopped = True
         self._lifespans -= 1
         if self._lifespans == 0:
             self._binding = None
