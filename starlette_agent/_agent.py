@@ -280,7 +280,7 @@ class Agent:
             if isinstance(granted, Reservation):
                 return await self._connect(granted, request, timeouts), False
             conn = granted
-            if conn.idle_deadline > anyio.current_time() and not conn.has_unexpected_input():
+            if conn.idle_deadline > conn.clock() and not conn.has_unexpected_input():
                 self._counters.connections_reused += 1
                 return conn, True
             # Expired, or the server closed it (or spoke unasked) while it sat idle.
@@ -338,7 +338,7 @@ class Agent:
 
     async def _release(self, conn: Connection, *, reusable: bool, keep_for: float) -> None:
         if reusable and keep_for > 0:
-            conn.idle_deadline = anyio.current_time() + keep_for
+            conn.idle_deadline = conn.clock() + keep_for
             to_close = self._pool.release(conn, reusable=True)
             if conn not in to_close:
                 self._reaper.schedule(conn.idle_deadline)
@@ -470,7 +470,7 @@ class _PooledBody:
 class _IdleReaper:
     """Closes idle sockets when their time is up, even when no request comes to notice.
 
-    One background task per agent, running only while some socket is idle. It sleeps until the
+    One background task per agent, running while the agent has sockets. It sleeps until the
     earliest idle deadline; a release whose deadline is earlier moves that wake-up forward.
     """
 
@@ -504,7 +504,11 @@ class _IdleReaper:
             while not self._stopped:
                 deadline = pool.next_deadline()
                 if deadline is None:
-                    break
+                    if not pool.sockets:
+                        break
+                    # Sockets are in use and will come back: wait for them rather than exit
+                    # and be spawned again, once per request, on every release.
+                    deadline = math.inf
                 with anyio.CancelScope(deadline=deadline + self.SLACK) as self._sleep:
                     await anyio.sleep_forever()
                 self._sleep = None

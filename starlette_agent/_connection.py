@@ -12,7 +12,7 @@ import math
 import select
 import socket
 import ssl
-from collections.abc import AsyncIterable, Iterator
+from collections.abc import AsyncIterable, Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +22,8 @@ import h11
 from anyio.abc import ByteStream, SocketAttribute
 from anyio.streams.tls import TLSAttribute, TLSStream
 
+from . import _asyncio_stream as asyncio_stream
+from ._asyncio_stream import AsyncioByteStream
 from ._errors import (
     AgentError,
     ConnectError,
@@ -31,6 +33,7 @@ from ._errors import (
     RemoteProtocolError,
     WriteTimeout,
 )
+from ._eventloop import current_clock, in_trio
 from ._options import Connector
 from ._urls import Origin
 
@@ -82,7 +85,9 @@ class Connection:
         self.response_started = False  # any byte of the current response arrived
         self._eof = False
         self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_RESPONSE_HEAD_SIZE)
-        self._poller = _poller_for(stream)
+        self._poller = None if type(stream) is AsyncioByteStream else _poller_for(stream)
+        # The event loop's clock, as anyio's deadlines use it; looked up once, not per request.
+        self.clock: Callable[[], float] = current_clock()
         sockname = _extra(stream, SocketAttribute.local_address)
         self.local_port: int | None = sockname[1] if isinstance(sockname, tuple) else None
 
@@ -98,9 +103,12 @@ class Connection:
         Either way it cannot carry a new request, so it is closed rather than reused. Checked
         with one zero-timeout poll of this socket only, never a scan of the pool.
         """
+        stream = self.stream
+        if type(stream) is AsyncioByteStream:
+            return stream.has_pending_input()
         if self._poller is not None and self._poller.poll(0):
             return True
-        return _has_buffered_input(self.stream)
+        return _has_buffered_input(stream)
 
     # -- one exchange --------------------------------------------------------------------------
 
@@ -114,7 +122,7 @@ class Connection:
         with anyio.CancelScope() as scope:
             try:
                 if timeouts.write is not None:
-                    scope.deadline = anyio.current_time() + timeouts.write
+                    scope.deadline = self.clock() + timeouts.write
                 await self._write_request(head, body)
             except h11.LocalProtocolError as exc:
                 # e.g. a streamed body longer or shorter than its declared Content-Length
@@ -232,7 +240,7 @@ class Connection:
         with anyio.CancelScope() as scope:
             while event is h11.NEED_DATA:
                 if read_timeout is not None:
-                    scope.deadline = anyio.current_time() + read_timeout
+                    scope.deadline = self.clock() + read_timeout
                 data = await self._receive()
                 if data:
                     self.response_started = True
@@ -289,9 +297,19 @@ async def open_connection(
     with anyio.CancelScope() as scope:
         if connect_timeout is not None:
             scope.deadline = anyio.current_time() + connect_timeout
+        # On asyncio, our own transport-based stream (see _asyncio_stream: it is much cheaper per
+        # request); the TLS handshake then happens inside create_connection.
         with _connect_errors(origin):
             if connector is not None:
                 stream: ByteStream = await connector(origin)
+            elif not in_trio():
+                stream = await asyncio_stream.connect(
+                    origin.host,
+                    origin.port,
+                    ssl_context=ssl_context if origin.scheme == "https" else None,
+                    local_address=local_address,
+                    close_timeout=CLOSE_TIMEOUT,
+                )
             else:
                 stream = await anyio.connect_tcp(origin.host, origin.port, local_host=local_address)
         if origin.scheme == "https" and _extra(stream, TLSAttribute.ssl_object) is None:

@@ -15,21 +15,30 @@ from collections.abc import Awaitable, Callable
 _running_tasks: set[asyncio.Task[None]] = set()  # strong refs: asyncio keeps only weak ones
 
 
-def _in_trio() -> bool:
+def in_trio() -> bool:
+    """Whether the running event loop is trio's (anyio's other backend is asyncio)."""
     trio = sys.modules.get("trio")
     return trio is not None and bool(trio.lowlevel.in_trio_run())
 
 
 def current_loop() -> object:
     """An object that identifies the running event loop; raises RuntimeError outside one."""
-    if _in_trio():
+    if in_trio():
         return sys.modules["trio"].lowlevel.current_trio_token()
     return asyncio.get_running_loop()
 
 
+def current_clock() -> Callable[[], float]:
+    """The running loop's clock function: the time base of anyio's cancel-scope deadlines."""
+    if in_trio():
+        clock: Callable[[], float] = sys.modules["trio"].current_time
+        return clock
+    return asyncio.get_running_loop().time
+
+
 def spawn_background(task: Callable[[], Awaitable[None]]) -> None:
     """Run ``task`` in the background of the current event loop; it must not raise."""
-    if _in_trio():
+    if in_trio():
         sys.modules["trio"].lowlevel.spawn_system_task(task)
         return
 
