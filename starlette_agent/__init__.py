@@ -1,6 +1,7 @@
 """Node-style HTTP agents for Starlette and FastAPI: per-origin keep-alive socket pools."""
 
 from ._agent import Agent
+from ._dependency import agent_dependency, get_agent
 from ._errors import (
     AgentClosed,
     AgentError,
@@ -16,9 +17,13 @@ from ._errors import (
 )
 from ._global import global_agent, request
 from ._options import AgentOptions
+from ._registry import AgentRegistry
 from ._response import Response
+from ._settings import AgentSettings
+from ._setup_errors import AgentNotConfigured, AgentSettingsError, UnknownAgentName
 from ._stats import AgentStats, OriginStats
 from ._urls import Origin
+from .middleware import AgentMiddleware
 
 __version__ = "0.1.0"
 
@@ -26,7 +31,12 @@ __all__ = [
     "Agent",
     "AgentClosed",
     "AgentError",
+    "AgentMiddleware",
+    "AgentNotConfigured",
     "AgentOptions",
+    "AgentRegistry",
+    "AgentSettings",
+    "AgentSettingsError",
     "AgentStats",
     "AgentTimeout",
     "ConnectError",
@@ -39,8 +49,11 @@ __all__ = [
     "RemoteProtocolError",
     "Response",
     "ResponseTooLarge",
+    "UnknownAgentName",
     "WriteTimeout",
     "__version__",
+    "agent_dependency",
+    "get_agent",
     "global_agent",
     "request",
 ]
