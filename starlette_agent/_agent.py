@@ -21,7 +21,7 @@ import anyio
 
 from ._connection import Connection, ConnectionLostBeforeResponse, Timeouts, open_connection
 from ._errors import AgentClosed, AgentError, PoolTimeout, RemoteProtocolError
-from ._eventloop import spawn_background
+from ._eventloop import current_loop, spawn_background
 from ._keepalive import keep_alive_seconds
 from ._options import AgentOptions, Connector, Scheduling
 from ._pool import Pool, PoolClosedError, Reservation, Waiter
@@ -91,6 +91,7 @@ class Agent:
         self._last_tls_id = 0  # ids are never reused, unlike id() of a collected context
         self._pool_keys: dict[tuple[Any, ...], str] = {}
         self._reaper = _IdleReaper(self)
+        self._loop: object | None = None  # the event loop of the first request
 
     # -- the public surface --------------------------------------------------------------------
 
@@ -217,12 +218,29 @@ class Agent:
         Everything funnels through here, which makes it the seam for test doubles.
         """
         timeouts = self._timeouts if timeout is None else Timeouts.all(timeout)
+        self._check_event_loop()
         self._counters.requests += 1
         try:
             return await self._send_pooled(request, timeouts)
-        except AgentError:
+        except AgentError as exc:
             self._counters.errors += 1
+            if self._pool.closed and not isinstance(exc, AgentClosed):
+                # aclose() shut this request's socket under it: say that, not "connection lost".
+                raise self._closed_error(request.origin) from exc
             raise
+
+    def _check_event_loop(self) -> None:
+        """Sockets belong to the loop that opened them; refuse to mix loops."""
+        loop = current_loop()
+        if loop is self._loop:
+            return
+        if self._loop is None or (self._pool.sockets == 0 and not self._reaper.running):
+            self._loop = loop  # nothing is tied to the old loop any more
+        else:
+            raise AgentError(
+                "this Agent is bound to another event loop (its sockets belong to that loop); "
+                "create an Agent per event loop, or use global_agent()"
+            )
 
     async def _send_pooled(self, request: PreparedRequest, timeouts: Timeouts) -> Response:
         key = self._pool_key(request.origin, request.ssl_context)
@@ -451,9 +469,11 @@ class _PooledBody:
             return None
         try:
             chunk = await self._conn.receive_body_chunk(self._read_timeout)
-        except BaseException:
+        except BaseException as exc:
             self._done = True
             await self._agent._discard(self._conn)
+            if isinstance(exc, AgentError) and self._agent.closed:
+                raise self._agent._closed_error(self._conn.origin) from exc
             raise
         if chunk is None:
             self._done = True
@@ -491,6 +511,10 @@ class _IdleReaper:
             spawn_background(self._run)
         elif self._sleep is not None and deadline + self.SLACK < self._sleep.deadline:
             self._sleep.deadline = deadline + self.SLACK
+
+    @property
+    def running(self) -> bool:
+        return self._running
 
     def stop(self) -> None:
         self._stopped = True

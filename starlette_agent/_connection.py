@@ -187,6 +187,9 @@ class Connection:
         # h11 ends a close-delimited body at EOF in state DONE, but that socket is finished.
         if self._eof:
             return False
+        # Bytes after the end of the response would be read as the next response: never reuse.
+        if self._h11.trailing_data[0]:
+            return False
         if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
             self._h11.start_next_cycle()
             return True
