@@ -1,4 +1,4 @@
-"""The documentation cannot rot: every Python block in README.md and docs/ runs, and the site builds.
+"""The docs cannot rot: every Python block in README.md and docs/ runs, and the site builds.
 
 A page's ```python blocks run in order in one namespace, as a reader follows the page (a block
 may use what an earlier one defined). A block preceded by the line ``<!-- fragment -->`` is a
