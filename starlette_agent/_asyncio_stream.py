@@ -84,14 +84,25 @@ class _Protocol(asyncio.Protocol):
             waiter.set_result(None)
 
 
+class StreamTimeout(TimeoutError):
+    """A send or receive waited longer than the stream's ``send_timeout``/``receive_timeout``."""
+
+
 class AsyncioByteStream(ByteStream):
-    """A byte stream over an asyncio transport made by ``connect``."""
+    """A byte stream over an asyncio transport made by ``connect``.
+
+    ``send_timeout`` and ``receive_timeout`` bound each wait of ``send``/``receive``; on expiry
+    they raise ``StreamTimeout``. A loop timer costs a quarter of an anyio cancel scope, and most
+    calls find the data already there and need no timer at all.
+    """
 
     def __init__(self, transport: asyncio.Transport, protocol: _Protocol) -> None:
         self._transport = transport
         self._protocol = protocol
         self._closed = False
         self._loop = asyncio.get_running_loop()
+        self.send_timeout: float | None = None
+        self.receive_timeout: float | None = None
 
     def has_pending_input(self) -> bool:
         """Whether bytes, EOF or an error arrived that nobody has read."""
@@ -104,7 +115,7 @@ class AsyncioByteStream(ByteStream):
             self._check_readable()
             waiter = protocol.read_waiter = self._loop.create_future()
             try:
-                await waiter
+                await self._wait(waiter, self.receive_timeout)
             finally:
                 protocol.read_waiter = None
             if not protocol.buffer:
@@ -129,7 +140,7 @@ class AsyncioByteStream(ByteStream):
         if protocol.writing_paused:
             waiter = protocol.write_waiter = self._loop.create_future()
             try:
-                await waiter
+                await self._wait(waiter, self.send_timeout)
             finally:
                 protocol.write_waiter = None
             if protocol.lost:
@@ -164,6 +175,16 @@ class AsyncioByteStream(ByteStream):
             attributes[TLSAttribute.server_side] = lambda: False
         return attributes
 
+    async def _wait(self, waiter: asyncio.Future[None], timeout: float | None) -> None:
+        if timeout is None:
+            await waiter
+            return
+        timer = self._loop.call_later(timeout, _expire, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+
     def _check_readable(self) -> None:
         protocol = self._protocol
         if self._closed:
@@ -172,6 +193,11 @@ class AsyncioByteStream(ByteStream):
             raise anyio.BrokenResourceError from protocol.exception
         if protocol.eof or protocol.lost:
             raise anyio.EndOfStream
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(StreamTimeout())
 
 
 async def connect(

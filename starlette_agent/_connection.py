@@ -85,7 +85,9 @@ class Connection:
         self.response_started = False  # any byte of the current response arrived
         self._eof = False
         self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_RESPONSE_HEAD_SIZE)
-        self._poller = None if type(stream) is AsyncioByteStream else _poller_for(stream)
+        #: Our asyncio stream applies timeouts itself, with a timer instead of a cancel scope.
+        self._fast_stream = stream if type(stream) is AsyncioByteStream else None
+        self._poller = None if self._fast_stream is not None else _poller_for(stream)
         # The event loop's clock, as anyio's deadlines use it; looked up once, not per request.
         self.clock: Callable[[], float] = current_clock()
         sockname = _extra(stream, SocketAttribute.local_address)
@@ -103,12 +105,11 @@ class Connection:
         Either way it cannot carry a new request, so it is closed rather than reused. Checked
         with one zero-timeout poll of this socket only, never a scan of the pool.
         """
-        stream = self.stream
-        if type(stream) is AsyncioByteStream:
-            return stream.has_pending_input()
+        if self._fast_stream is not None:
+            return self._fast_stream.has_pending_input()
         if self._poller is not None and self._poller.poll(0):
             return True
-        return _has_buffered_input(stream)
+        return _has_buffered_input(self.stream)
 
     # -- one exchange --------------------------------------------------------------------------
 
@@ -119,26 +120,28 @@ class Connection:
         self.requests_started += 1
         self.response_started = False
         write_error: AgentError | None = None
-        with anyio.CancelScope() as scope:
-            try:
-                if timeouts.write is not None:
-                    scope.deadline = self.clock() + timeouts.write
+        try:
+            if self._fast_stream is not None:
+                self._fast_stream.send_timeout = timeouts.write
                 await self._write_request(head, body)
-            except h11.LocalProtocolError as exc:
-                # e.g. a streamed body longer or shorter than its declared Content-Length
-                raise InvalidRequest(f"{self.origin}: {exc}", origin=str(self.origin)) from exc
-            except (*_READ_ERRORS, anyio.EndOfStream) as exc:
-                # The server may have answered early (413, 401) and closed: read that answer.
-                write_error = ConnectionLostBeforeResponse(
-                    f"{self.origin}: connection lost while sending the request ({exc!r})",
-                    origin=str(self.origin),
-                )
-                write_error.__cause__ = exc
-        if scope.cancelled_caught:
+            else:
+                with anyio.fail_after(timeouts.write):
+                    await self._write_request(head, body)
+        except TimeoutError:
             raise WriteTimeout(
                 f"{self.origin}: could not send the request within {timeouts.write}s",
                 origin=str(self.origin),
+            ) from None
+        except h11.LocalProtocolError as exc:
+            # e.g. a streamed body longer or shorter than its declared Content-Length
+            raise InvalidRequest(f"{self.origin}: {exc}", origin=str(self.origin)) from exc
+        except (*_READ_ERRORS, anyio.EndOfStream) as exc:
+            # The server may have answered early (413, 401) and closed: read that answer.
+            write_error = ConnectionLostBeforeResponse(
+                f"{self.origin}: connection lost while sending the request ({exc!r})",
+                origin=str(self.origin),
             )
+            write_error.__cause__ = exc
         try:
             event = await self._next_event(timeouts.read)
             while type(event) is h11.InformationalResponse:  # 100 Continue, 103 Early Hints
@@ -170,17 +173,6 @@ class Connection:
         if type(event) is h11.EndOfMessage:
             return None
         raise self._protocol_error(f"expected response body, got {event!r}")
-
-    async def receive_body(self, read_timeout: float | None, limit: float) -> bytes | None:
-        """The whole remaining body, or None when it grows past ``limit`` bytes."""
-        chunks: list[bytes] = []
-        size = 0
-        while (chunk := await self.receive_body_chunk(read_timeout)) is not None:
-            size += len(chunk)
-            if size > limit:
-                return None
-            chunks.append(chunk)
-        return b"".join(chunks)
 
     def finish_cycle(self) -> bool:
         """After the response ended: True if the socket can carry another request."""
@@ -238,31 +230,42 @@ class Connection:
             raise self._protocol_error(str(exc)) from exc
         if event is not h11.NEED_DATA:
             return event
-        # One cancel scope per wait, its deadline pushed back whenever bytes arrive: the read
-        # timeout bounds silence, not the length of the whole response.
-        with anyio.CancelScope() as scope:
-            while event is h11.NEED_DATA:
-                if read_timeout is not None:
-                    scope.deadline = self.clock() + read_timeout
-                data = await self._receive()
-                if data:
-                    self.response_started = True
-                elif not self.response_started:
-                    raise ConnectionLostBeforeResponse(
-                        f"{self.origin}: the server closed the connection without responding",
-                        origin=str(self.origin),
-                    )
-                conn.receive_data(data)
-                try:
-                    event = conn.next_event()
-                except h11.RemoteProtocolError as exc:
-                    raise self._protocol_error(str(exc)) from exc
-        if scope.cancelled_caught:
+        # The read timeout bounds silence, not the length of the whole response: our asyncio
+        # stream applies it to each receive; for other streams one cancel scope has its
+        # deadline pushed back whenever bytes arrive.
+        fast = self._fast_stream
+        try:
+            if fast is not None:
+                fast.receive_timeout = read_timeout
+                while event is h11.NEED_DATA:
+                    event = self._feed(await self._receive())
+            else:
+                with anyio.fail_after(read_timeout) as scope:
+                    while event is h11.NEED_DATA:
+                        if read_timeout is not None:
+                            scope.deadline = self.clock() + read_timeout
+                        event = self._feed(await self._receive())
+        except TimeoutError:
             raise ReadTimeout(
                 f"{self.origin}: no response data within {read_timeout}s",
                 origin=str(self.origin),
-            )
+            ) from None
         return event
+
+    def _feed(self, data: bytes) -> Any:
+        """Hand received bytes to h11 and return its next event."""
+        if data:
+            self.response_started = True
+        elif not self.response_started:
+            raise ConnectionLostBeforeResponse(
+                f"{self.origin}: the server closed the connection without responding",
+                origin=str(self.origin),
+            )
+        self._h11.receive_data(data)
+        try:
+            return self._h11.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise self._protocol_error(str(exc)) from exc
 
     async def _receive(self) -> bytes:
         try:
@@ -270,6 +273,8 @@ class Connection:
         except anyio.EndOfStream:
             self._eof = True
             return b""
+        except TimeoutError:
+            raise  # our stream's receive timeout; an OSError subclass, but not a lost socket
         except _READ_ERRORS as exc:
             if not self.response_started:
                 raise ConnectionLostBeforeResponse(
