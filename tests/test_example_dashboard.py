@@ -76,8 +76,9 @@ def test_dashboard_shows_a_shared_burst_queue_and_drain(example: Example, page: 
             const a = document.querySelector('[data-agent="default"] [data-field="active"]');
             const c = document.querySelector(
                 '[data-agent="default"] [data-field="connections_created"]');
-            return q && a && c && Number(q.textContent) > 50 && Number(a.textContent) === 5
-                && Number(c.textContent) > 0;
+            const seen = document.querySelectorAll('#upstream tbody tr').length;
+            return q && a && c && Number(q.textContent) > 40 && Number(a.textContent) === 5
+                && Number(c.textContent) > 0 && seen > 0;
         }""",
         timeout=10_000,
     )
