@@ -257,7 +257,9 @@ class LogAgentsClosed:
         async def watch(message: Message) -> None:
             if message["type"] == "lifespan.startup.complete":
                 opened.update({name: settings.registry.get(name) for name in self.agent_names})
-                logger.info("%s started: agents %s open", self.server, ", ".join(self.agent_names))
+                logger.info(
+                    "%s started, using agent(s) %s", self.server, ", ".join(self.agent_names)
+                )
             elif message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
                 self._log(opened)
             await send(message)

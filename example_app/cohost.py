@@ -63,7 +63,7 @@ def main() -> None:
         app.state.peers = {"server1": one.url, "server2": two.url}
     for item in hosted:
         print(f"{item.name:<9} {item.url}", flush=True)
-    print("Dashboards at / on server1 and server2. Ctrl-C stops all three.", flush=True)
+    print(f"Dashboards: {one.url}/ and {two.url}/ (Ctrl-C stops all three)", flush=True)
     asyncio.run(_serve(up, [one, two]))
 
 
