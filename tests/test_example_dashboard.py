@@ -13,9 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Page, expect, sync_playwright
 from test_example import ROOT, Example, run_example
-
-playwright_sync = pytest.importorskip("playwright.sync_api")
 
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -42,8 +41,8 @@ def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Example]:
 
 
 @pytest.fixture
-def page(example: Example) -> Iterator[object]:
-    with playwright_sync.sync_playwright() as playwright:
+def page(example: Example) -> Iterator[Page]:
+    with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             context = browser.new_context(viewport={"width": 1200, "height": 900})
@@ -52,25 +51,24 @@ def page(example: Example) -> Iterator[object]:
             browser.close()
 
 
-def number(page: object, agent: str, field: str) -> int:
-    cell = page.locator(f'[data-agent="{agent}"] [data-field="{field}"]')  # type: ignore[attr-defined]
+def number(page: Page, agent: str, field: str) -> int:
+    cell = page.locator(f'[data-agent="{agent}"] [data-field="{field}"]')
     return int(cell.inner_text())
 
 
-def test_dashboard_shows_a_shared_burst_queue_and_drain(example: Example, page: object) -> None:
-    expect = playwright_sync.expect
-    page.goto(example.urls["server1"] + "/")  # type: ignore[attr-defined]
-    default = page.locator('[data-agent="default"]')  # type: ignore[attr-defined]
+def test_dashboard_shows_a_shared_burst_queue_and_drain(example: Example, page: Page) -> None:
+    page.goto(example.urls["server1"] + "/")
+    default = page.locator('[data-agent="default"]')
     expect(default).to_contain_text("used by server1, server2")
     expect(default).to_contain_text("max_sockets 5")
-    expect(page.locator("#title")).to_have_text("server1")  # type: ignore[attr-defined]
+    expect(page.locator("#title")).to_have_text("server1")
 
-    page.fill("#count", "50")  # type: ignore[attr-defined]
-    page.fill("#delay", "0.1")  # type: ignore[attr-defined]
+    page.fill("#count", "50")
+    page.fill("#delay", "0.1")
     # Both servers fire 50 calls each through the one shared agent: 100 calls, 5 sockets.
-    page.click('button[data-burst="both"]')  # type: ignore[attr-defined]
+    page.click('button[data-burst="both"]')
 
-    page.wait_for_function(  # type: ignore[attr-defined]
+    page.wait_for_function(
         """() => {
             const q = document.querySelector('[data-agent="default"] [data-field="queued"]');
             const a = document.querySelector('[data-agent="default"] [data-field="active"]');
@@ -83,14 +81,14 @@ def test_dashboard_shows_a_shared_burst_queue_and_drain(example: Example, page: 
         timeout=10_000,
     )
     ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)  # type: ignore[attr-defined]
+    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
     assert "queued" in default.locator(".queue").inner_text()
     assert len(default.locator(".sock.active").all()) == 5
 
     # Drained: nothing active or queued, both bursts reported, no more than 5 connections.
     expect(default.locator('[data-field="queued"]')).to_have_text("0", timeout=15_000)
     expect(default.locator('[data-field="active"]')).to_have_text("0")
-    log = page.locator("#log")  # type: ignore[attr-defined]
+    log = page.locator("#log")
     expect(log).to_contain_text("server1 → 'default' agent: 50 calls through agent 'default'")
     expect(log).to_contain_text("server2 → 'default' agent: 50 calls through agent 'default'")
     assert number(page, "default", "peak") > 50
@@ -99,27 +97,26 @@ def test_dashboard_shows_a_shared_burst_queue_and_drain(example: Example, page: 
     assert number(page, "default", "errors") == 0
 
     # The upstream saw server1's and server2's calls on the same sockets.
-    upstream = page.locator("#upstream tbody")  # type: ignore[attr-defined]
+    upstream = page.locator("#upstream tbody")
     expect(upstream).to_contain_text("server1 (default agent)")
     shared_rows = upstream.locator("tr", has_text="server1 (default agent)").filter(
         has_text="server2 (default agent)"
     )
     expect(shared_rows.first).to_be_visible()
-    page.screenshot(path=str(ARTIFACTS / "dashboard-drained.png"), full_page=True)  # type: ignore[attr-defined]
+    page.screenshot(path=str(ARTIFACTS / "dashboard-drained.png"), full_page=True)
 
 
 def test_dashboard_of_server2_bursts_through_the_isolated_agent(
-    example: Example, page: object
+    example: Example, page: Page
 ) -> None:
-    expect = playwright_sync.expect
-    page.goto(example.urls["server2"] + "/")  # type: ignore[attr-defined]
-    isolated = page.locator('[data-agent="isolated"]')  # type: ignore[attr-defined]
+    page.goto(example.urls["server2"] + "/")
+    isolated = page.locator('[data-agent="isolated"]')
     expect(isolated).to_contain_text("used by server2")
     before = int(example.get("server2", "/agents")["agents"][0]["requests"])
-    page.fill("#count", "10")  # type: ignore[attr-defined]
-    page.fill("#delay", "0.05")  # type: ignore[attr-defined]
-    page.click('button[data-burst="isolated"]')  # type: ignore[attr-defined]
-    expect(page.locator("#log")).to_contain_text(  # type: ignore[attr-defined]
+    page.fill("#count", "10")
+    page.fill("#delay", "0.05")
+    page.click('button[data-burst="isolated"]')
+    expect(page.locator("#log")).to_contain_text(
         "10 calls through agent 'isolated'", timeout=10_000
     )
     expect(isolated.locator('[data-field="queued"]')).to_have_text("0")
