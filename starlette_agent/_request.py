@@ -11,6 +11,7 @@ import re
 import ssl
 from collections.abc import AsyncIterable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, TypeAlias
 
 import h11
@@ -91,7 +92,7 @@ def prepare_request(
     if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
         raise InvalidRequest(f"ssl_context must be an ssl.SSLContext, got {ssl_context!r}")
     try:
-        head = h11.Request(method=method_bytes, target=parsed.target, headers=all_headers)
+        head = _h11_head(method_bytes, parsed.target, tuple(all_headers))
     except h11.LocalProtocolError as exc:
         raise InvalidRequest(f"invalid request to {parsed.origin}: {exc}") from exc
     return PreparedRequest(
@@ -103,6 +104,15 @@ def prepare_request(
         head=head,
         ssl_context=ssl_context,
     )
+
+
+@lru_cache(maxsize=256)
+def _h11_head(
+    method: bytes, target: bytes, headers: tuple[tuple[bytes, bytes], ...]
+) -> h11.Request:
+    # h11 validates every header of every event it builds; services send the same few requests
+    # again and again, and an h11 event is immutable, so build each distinct head once.
+    return h11.Request(method=method, target=target, headers=list(headers))
 
 
 def _method(method: str) -> bytes:

@@ -94,10 +94,11 @@ class Response:
     async def aread(self) -> bytes:
         """Read the rest of the body and return all of it (cached)."""
         if self._content is None:
+            body = self._take_body()
             limit = self._max_size if self._max_size is not None else math.inf
             chunks: list[bytes] = []
             size = 0
-            async for chunk in self.aiter_bytes():
+            while (chunk := await body.receive_chunk()) is not None:
                 size += len(chunk)
                 if size > limit:
                     await self.aclose()
@@ -115,14 +116,18 @@ class Response:
             if self._content:
                 yield self._content
             return
-        body = self._body
-        if body is None or self._consumed:
-            raise AgentError(f"the body of the response from {self.url} was already read")
-        self._consumed = True
+        body = self._take_body()
         # Leaving this loop early does not release the socket: the caller's ``stream()`` block,
         # or ``aclose()``, does, so that a ``break`` cannot close it behind the caller's back.
         while (chunk := await body.receive_chunk()) is not None:
             yield chunk
+
+    def _take_body(self) -> BodySource:
+        body = self._body
+        if body is None or self._consumed:
+            raise AgentError(f"the body of the response from {self.url} was already read")
+        self._consumed = True
+        return body
 
     async def aclose(self) -> None:
         """Release the response's socket: back to the pool if fully read, else closed."""
