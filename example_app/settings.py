@@ -12,8 +12,7 @@ import os
 
 from starlette.config import Config
 
-from starlette_agent._registry import AgentRegistry
-from starlette_agent._settings import AgentSettings
+from starlette_agent import AgentRegistry, AgentSettings
 
 _env_file = os.environ.get("EXAMPLE_ENV_FILE", ".env")
 config = Config(_env_file if os.path.isfile(_env_file) else None)
