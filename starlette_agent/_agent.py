@@ -209,6 +209,14 @@ class Agent:
         to_close = self._pool.close()
         self._reaper.stop()
         await self._close(to_close)
+        counters = self._counters
+        logger.debug(
+            "agent closed: %d sockets closed now; %d requests, %d connections opened, %d reused",
+            len(to_close),
+            counters.requests,
+            counters.connections_created,
+            counters.connections_reused,
+        )
 
     # -- sending -------------------------------------------------------------------------------
 
