@@ -29,8 +29,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from starlette_agent import Agent, AgentError, get_agent
-from starlette_agent.middleware import AgentMiddleware
+from starlette_agent import Agent, AgentError, AgentMiddleware, get_agent
 
 from . import settings
 
