@@ -42,6 +42,7 @@ class _Protocol(asyncio.Protocol):
         self.writing_paused = False
         self.read_waiter: asyncio.Future[None] | None = None
         self.write_waiter: asyncio.Future[None] | None = None
+        self.closed_waiter: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -65,6 +66,8 @@ class _Protocol(asyncio.Protocol):
         self.exception = exc
         self._wake_reader()
         self._wake_writer()
+        if self.closed_waiter is not None and not self.closed_waiter.done():
+            self.closed_waiter.set_result(None)
 
     def pause_writing(self) -> None:
         self.writing_paused = True
@@ -153,11 +156,17 @@ class AsyncioByteStream(ByteStream):
         if self._closed:
             return
         self._closed = True
+        protocol = self._protocol
         # close() flushes what is buffered, then sends FIN (or TLS close_notify, bounded by the
         # ssl_shutdown_timeout given at connect).
         self._transport.close()
-        self._protocol._wake_reader()
-        self._protocol._wake_writer()
+        protocol._wake_reader()
+        protocol._wake_writer()
+        if not protocol.lost:
+            # Return only once the socket is shut, as Node frees an agent's slot on 'close':
+            # a socket replacing this one must not overlap it. The caller bounds this wait.
+            protocol.closed_waiter = self._loop.create_future()
+            await protocol.closed_waiter
 
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:

@@ -32,7 +32,7 @@ async def test_max_sockets_bounds_concurrent_connections(server: UvicornServer) 
         assert statuses == [200] * 200
         assert server.stats.requests == 200
         assert server.stats.max_open == 5
-        assert server.stats.max_in_flight == 5
+        assert server.stats.max_in_flight <= 5  # how many overlap at once is up to timing
         assert server.stats.opened == 5
         assert_settled(agent)
         pool = origin_stats(agent, url)
