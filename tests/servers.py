@@ -56,10 +56,14 @@ class ServerStats:
         self._linked.append(combined)
 
     def reset(self) -> None:
+        """Count afresh. Connections and requests of earlier tests are forgotten: a server may
+        notice a client's close only when its handler finishes, long after that test ended."""
         with self._lock:
+            self.generation = getattr(self, "generation", 0) + 1
+            self._open = set()
             self.opened = 0
             self.closed = 0
-            self.max_open = len(self._open)
+            self.max_open = 0
             self.requests = 0
             self.peer_ports: list[int] = []  # client port of each connection, in order of accept
             self.request_ports: list[int] = []  # client port of each request, in order
@@ -70,7 +74,7 @@ class ServerStats:
 
     @property
     def open(self) -> int:
-        """Connections open right now (not reset by ``reset()``)."""
+        """Connections opened since ``reset()`` and open right now."""
         with self._lock:
             return len(self._open)
 
@@ -100,20 +104,23 @@ class ServerStats:
             self.request_ports.append(port)
             self.request_lines.append(line)
 
-    def response_started(self) -> None:
+    def response_started(self) -> list[tuple[ServerStats, int]]:
+        """Count a request in flight; returns the tokens to pass to ``response_ending``."""
         with self._lock:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            tokens = [(self, self.generation)]
             linked = list(self._linked)
         for combined in linked:
-            combined.response_started()
+            tokens += combined.response_started()
+        return tokens
 
-    def response_ending(self) -> None:
-        with self._lock:
-            self.in_flight -= 1
-            linked = list(self._linked)
-        for combined in linked:
-            combined.response_ending()
+    @staticmethod
+    def response_ending(tokens: list[tuple[ServerStats, int]]) -> None:
+        for stats, generation in tokens:
+            with stats._lock:
+                if generation == stats.generation:  # not a request of an earlier test
+                    stats.in_flight -= 1
 
     def __repr__(self) -> str:
         return (
@@ -179,7 +186,7 @@ def counting_protocol(stats: ServerStats) -> type[H11Protocol]:
                     return
                 client = scope.get("client") or ("", 0)
                 stats.request_received(client[1], f"{scope['method']} {scope['path']}")
-                stats.response_started()
+                tokens = stats.response_started()
                 ended = False
 
                 async def counting_send(message: Any) -> None:
@@ -191,14 +198,14 @@ def counting_protocol(stats: ServerStats) -> type[H11Protocol]:
                         # Counted before the last bytes leave: the client cannot send its next
                         # request before this one stops counting as in flight.
                         ended = True
-                        stats.response_ending()
+                        ServerStats.response_ending(tokens)
                     await send(message)
 
                 try:
                     await inner_app(scope, receive, counting_send)
                 finally:
                     if not ended:
-                        stats.response_ending()
+                        ServerStats.response_ending(tokens)
 
             self.app = counting_app
 
