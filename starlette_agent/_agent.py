@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any
 
 import anyio
+from starlette.datastructures import Headers
 
 from ._connection import Connection, ConnectionLostBeforeResponse, Timeouts, open_connection
 from ._errors import AgentClosed, AgentError, PoolTimeout, RemoteProtocolError
@@ -283,7 +284,7 @@ class Agent:
             body = _PooledBody(self, conn, timeouts.read, keep_for)
             return Response(
                 response_head.status,
-                headers=response_head.headers,
+                headers=Headers(raw=response_head.headers),  # h11 gives lower-case names
                 url=request.url,
                 reason=response_head.reason,
                 http_version=response_head.http_version,

@@ -83,6 +83,7 @@ class Connection:
         self.requests_started = 0
         self.closed = False
         self.response_started = False  # any byte of the current response arrived
+        self._response_bytes = 0  # bytes received for the current response so far
         self._eof = False
         self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_RESPONSE_HEAD_SIZE)
         #: Our asyncio stream applies timeouts itself, with a timer instead of a cancel scope.
@@ -119,6 +120,7 @@ class Connection:
         """Send the request and read until the response head; the body is read separately."""
         self.requests_started += 1
         self.response_started = False
+        self._response_bytes = len(self._h11.trailing_data[0])
         write_error: AgentError | None = None
         try:
             if self._fast_stream is not None:
@@ -153,11 +155,12 @@ class Connection:
         if type(event) is not h11.Response:
             raise self._protocol_error(f"expected a response head, got {event!r}")
         # h11 bounds only a head still arriving; one that came whole in one read is checked here.
-        head_size = sum(len(name) + len(value) + 4 for name, value in event.headers)
-        if head_size > MAX_RESPONSE_HEAD_SIZE:
-            raise self._protocol_error(
-                f"response headers are larger than {MAX_RESPONSE_HEAD_SIZE} bytes"
-            )
+        if self._response_bytes > MAX_RESPONSE_HEAD_SIZE:  # else the head cannot be that large
+            head_size = sum(len(name) + len(value) + 4 for name, value in event.headers)
+            if head_size > MAX_RESPONSE_HEAD_SIZE:
+                raise self._protocol_error(
+                    f"response headers are larger than {MAX_RESPONSE_HEAD_SIZE} bytes"
+                )
         return ResponseHead(
             status=event.status_code,
             reason=event.reason.decode("latin-1"),
@@ -256,6 +259,7 @@ class Connection:
         """Hand received bytes to h11 and return its next event."""
         if data:
             self.response_started = True
+            self._response_bytes += len(data)
         elif not self.response_started:
             raise ConnectionLostBeforeResponse(
                 f"{self.origin}: the server closed the connection without responding",

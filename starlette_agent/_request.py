@@ -83,7 +83,7 @@ def prepare_request(
         header_list = [(n, v) for n, v in header_list if n.lower() not in _FRAMING_HEADERS]
     extra: list[tuple[bytes, bytes]] = []
     if b"host" not in names:
-        extra.append((b"host", parsed.origin.host_header))
+        extra.append((b"host", parsed.host_header))
     if parsed.authorization is not None and b"authorization" not in names:
         extra.append((b"authorization", parsed.authorization))
     if json is not None and b"content-type" not in names:

@@ -53,6 +53,7 @@ class ParsedURL:
     origin: Origin
     target: bytes
     authorization: bytes | None
+    host_header: bytes
 
 
 def parse_url(url: str) -> ParsedURL:
@@ -88,7 +89,7 @@ def _parse_url(url: str) -> ParsedURL:
         raise InvalidRequest(f"URL {url!r} has port 0")
     origin = Origin(scheme, host, port if port is not None else DEFAULT_PORTS[scheme])
     target = _request_target(parts, url)
-    return ParsedURL(origin, target, _basic_authorization(parts))
+    return ParsedURL(origin, target, _basic_authorization(parts), origin.host_header)
 
 
 def _normalise_host(parts: SplitResult, url: str) -> str:
