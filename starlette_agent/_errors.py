@@ -15,6 +15,8 @@ __all__ = [
     "AgentTimeout",
     "ConnectError",
     "ConnectTimeout",
+    "InvalidOption",
+    "InvalidOptionType",
     "InvalidRequest",
     "PoolTimeout",
     "ReadTimeout",
@@ -30,6 +32,16 @@ class AgentError(Exception):
     def __init__(self, message: str, *, origin: str | None = None) -> None:
         super().__init__(message)
         self.origin = origin
+
+
+class InvalidOption(AgentError, ValueError):
+    """A configuration value is not acceptable: an Agent option, a middleware or registry
+    setting, a test double's argument. Raised when the object is created, naming the option.
+    """
+
+
+class InvalidOptionType(InvalidOption, TypeError):
+    """A configuration value has the wrong type (also a ``TypeError``)."""
 
 
 class InvalidRequest(AgentError, ValueError):

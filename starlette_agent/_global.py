@@ -11,7 +11,7 @@ import weakref
 from typing import Any, Literal
 
 from ._agent import Agent
-from ._errors import AgentError
+from ._errors import AgentError, InvalidOptionType
 from ._eventloop import current_loop
 from ._response import Response
 
@@ -44,5 +44,5 @@ async def request(
         async with Agent(keep_alive=False) as one_shot:
             return await one_shot.request(method, url, **kwargs)
     if not isinstance(agent, Agent):
-        raise TypeError(f"agent must be an Agent, None or False, got {agent!r}")
+        raise InvalidOptionType(f"agent must be an Agent, None or False, got {agent!r}")
     return await agent.request(method, url, **kwargs)

@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
+from ._errors import InvalidOption, InvalidOptionType
+
 if TYPE_CHECKING:
     from anyio.abc import ByteStream
 
@@ -51,7 +53,7 @@ class AgentOptions:
         _check_count("max_total_sockets", self.max_total_sockets, minimum=1, optional=True)
         _check_count("max_free_sockets", self.max_free_sockets, minimum=0, optional=False)
         if self.scheduling not in SCHEDULING_CHOICES:
-            raise ValueError(f"scheduling must be 'lifo' or 'fifo', got {self.scheduling!r}")
+            raise InvalidOption(f"scheduling must be 'lifo' or 'fifo', got {self.scheduling!r}")
         _check_seconds("idle_timeout", self.idle_timeout, optional=True)
         _check_seconds("keep_alive_timeout_buffer", self.keep_alive_timeout_buffer, zero_ok=True)
         for name in ("connect_timeout", "read_timeout", "write_timeout", "pool_timeout"):
@@ -61,18 +63,20 @@ class AgentOptions:
         )
         _check_count("max_response_size", self.max_response_size, minimum=0, optional=True)
         if self.ssl_context is not None and not isinstance(self.ssl_context, ssl.SSLContext):
-            raise TypeError(
+            raise InvalidOptionType(
                 f"ssl_context must be an ssl.SSLContext or None, got {self.ssl_context!r}"
             )
         if self.local_address is not None and (
             not isinstance(self.local_address, str) or not self.local_address
         ):
-            raise ValueError(
+            raise InvalidOption(
                 f"local_address must be a non-empty IP address string or None, "
                 f"got {self.local_address!r}"
             )
         if self.connector is not None and not callable(self.connector):
-            raise TypeError(f"connector must be an async callable or None, got {self.connector!r}")
+            raise InvalidOptionType(
+                f"connector must be an async callable or None, got {self.connector!r}"
+            )
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -82,7 +86,7 @@ class AgentOptions:
 
 def _check_bool(name: str, value: Any) -> None:
     if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
+        raise InvalidOptionType(f"{name} must be True or False, got {value!r}")
 
 
 def _check_count(name: str, value: Any, *, minimum: int, optional: bool) -> None:
@@ -90,9 +94,9 @@ def _check_count(name: str, value: Any, *, minimum: int, optional: bool) -> None
         return
     if isinstance(value, bool) or not isinstance(value, int):
         expected = "an integer or None" if optional else "an integer"
-        raise TypeError(f"{name} must be {expected}, got {value!r}")
+        raise InvalidOptionType(f"{name} must be {expected}, got {value!r}")
     if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+        raise InvalidOption(f"{name} must be >= {minimum}, got {value!r}")
 
 
 def _check_seconds(name: str, value: Any, *, optional: bool = False, zero_ok: bool = False) -> None:
@@ -100,7 +104,7 @@ def _check_seconds(name: str, value: Any, *, optional: bool = False, zero_ok: bo
         return
     if isinstance(value, bool) or not isinstance(value, int | float):
         expected = "a number of seconds or None" if optional else "a number of seconds"
-        raise TypeError(f"{name} must be {expected}, got {value!r}")
+        raise InvalidOptionType(f"{name} must be {expected}, got {value!r}")
     if math.isnan(value) or math.isinf(value) or value < 0 or (value == 0 and not zero_ok):
         bound = ">= 0" if zero_ok else "> 0"
-        raise ValueError(f"{name} must be a finite number of seconds {bound}, got {value!r}")
+        raise InvalidOption(f"{name} must be a finite number of seconds {bound}, got {value!r}")

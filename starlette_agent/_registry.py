@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from starlette.config import Config
 
 from . import _lifecycle
+from ._errors import InvalidOption, InvalidOptionType
 from ._settings import (
     DEFAULT_NAME,
     DEFAULT_PREFIX,
@@ -52,7 +53,7 @@ class AgentRegistry:
         for name, source in (agents or {}).items():
             key = normalise_name(name)
             if key in recipes:
-                raise ValueError(f"agent name {name!r} is given twice (names ignore case)")
+                raise InvalidOption(f"agent name {name!r} is given twice (names ignore case)")
             recipes[key] = _recipe(key, source)
         recipes.setdefault(DEFAULT_NAME, AgentSettings())
         self._recipes = recipes
@@ -198,7 +199,7 @@ def _recipe(name: str, source: object) -> Agent | AgentSettings:
         return source
     if isinstance(source, Mapping):
         return AgentSettings(**source)
-    raise TypeError(
+    raise InvalidOptionType(
         f"agent {name!r} must be an Agent, AgentSettings or a mapping of Agent options, "
         f"got {source!r}"
     )

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.config import Config
 
+from ._errors import InvalidOption
 from ._options import AgentOptions
 from ._setup_errors import AgentSettingsError
 
@@ -329,7 +330,9 @@ def normalise_name(name: str) -> str:
     """An agent's name as the registry keys it: lower case, ``[a-z0-9]`` words joined by ``_``."""
     lowered = name.lower()
     if not _NAME_RE.fullmatch(lowered):
-        raise ValueError(f"agent name must be letters, digits and single underscores, got {name!r}")
+        raise InvalidOption(
+            f"agent name must be letters, digits and single underscores, got {name!r}"
+        )
     return lowered
 
 

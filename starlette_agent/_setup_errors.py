@@ -8,12 +8,12 @@ says what to change.
 
 from __future__ import annotations
 
-from ._errors import AgentError
+from ._errors import AgentError, InvalidOption
 
 __all__ = ["AgentNotConfigured", "AgentSettingsError", "UnknownAgentName"]
 
 
-class AgentSettingsError(AgentError, ValueError):
+class AgentSettingsError(InvalidOption):
     """An agent option from the settings (an ``AGENT_*`` variable or a mapping) is invalid.
 
     ``variable`` is the environment variable (or option name) at fault, ``value`` its raw value.

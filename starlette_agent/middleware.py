@@ -38,6 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from . import _lifecycle
 from ._binding import NOT_STARTED_REASON, SCOPE_KEY, Binding, NotStarted
 from ._dependency import dependency_agent_name
+from ._errors import InvalidOption, InvalidOptionType
 from ._registry import DEFAULT_SHUTDOWN_TIMEOUT, AgentRegistry
 from ._settings import DEFAULT_NAME, normalise_name
 from ._setup_errors import UnknownAgentName
@@ -92,7 +93,7 @@ class AgentMiddleware:
         self._name: str | None = None
         if isinstance(agent, Agent):
             if registry is not None:
-                raise ValueError(
+                raise InvalidOption(
                     "AgentMiddleware takes agent=<Agent> or registry=, not both; to add an Agent "
                     "instance to a registry, write AgentRegistry({'default': agent, ...})"
                 )
@@ -102,17 +103,19 @@ class AgentMiddleware:
             if registry is not None:
                 registry.check_name(agent, where="AgentMiddleware(agent=...)")
         elif agent is not None:
-            raise TypeError(
+            raise InvalidOptionType(
                 f"AgentMiddleware agent must be an Agent, an agent name or None, got {agent!r}"
             )
         if registry is not None and not isinstance(registry, AgentRegistry):
-            raise TypeError(f"AgentMiddleware registry must be an AgentRegistry, got {registry!r}")
+            raise InvalidOptionType(
+                f"AgentMiddleware registry must be an AgentRegistry, got {registry!r}"
+            )
         if shutdown_timeout is not None and (
             isinstance(shutdown_timeout, bool)
             or not isinstance(shutdown_timeout, int | float)
             or not (0 <= shutdown_timeout < math.inf)
         ):
-            raise ValueError(
+            raise InvalidOption(
                 "AgentMiddleware shutdown_timeout must be a finite number of seconds >= 0 or "
                 f"None, got {shutdown_timeout!r}"
             )

@@ -33,7 +33,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message
 
 from ._agent import Agent
-from ._errors import AgentError
+from ._errors import AgentError, InvalidOption
 from ._request import PreparedRequest
 from ._response import Response
 from ._settings import DEFAULT_NAME, normalise_name
@@ -106,7 +106,7 @@ class Interceptor:
     def times(self, count: int) -> Interceptor:
         """Answer the next ``count`` matching requests, then no more."""
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise ValueError(f"times() takes an integer >= 1, got {count!r}")
+            raise InvalidOption(f"times() takes an integer >= 1, got {count!r}")
         self._remaining = count
         return self
 
@@ -175,7 +175,7 @@ class MockAgent(Agent):
         """Answer every request to ``origin`` (``"http://users:8000"``) with the ASGI ``app``."""
         parsed = parse_url(origin)
         if parsed.target not in (b"/", b""):
-            raise ValueError(f"mount() takes an origin without a path, got {origin!r}")
+            raise InvalidOption(f"mount() takes an origin without a path, got {origin!r}")
         self.mounts[parsed.origin] = app
 
     def assert_no_pending_interceptors(self) -> None:
@@ -295,7 +295,7 @@ def override_agent(app: ASGIApp, agent: Agent, name: str = DEFAULT_NAME) -> Iter
     key = normalise_name(name)
     middleware = _agent_middleware(app)
     if not middleware:
-        raise ValueError(
+        raise InvalidOption(
             f"override_agent: {app!r} has no AgentMiddleware; add one before overriding its agent"
         )
     previous = [instance._overrides.get(key) for instance in middleware]
