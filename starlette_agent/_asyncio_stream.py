@@ -19,7 +19,7 @@ import asyncio
 import ssl
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import anyio
 from anyio.abc import ByteStream, SocketAttribute
@@ -45,8 +45,8 @@ class _Protocol(asyncio.Protocol):
         self.closed_waiter: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports have asyncio.Transport's methods without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.buffer.append(data)
@@ -204,6 +204,11 @@ class AsyncioByteStream(ByteStream):
             raise anyio.EndOfStream
 
 
+def _has_happy_eyeballs(loop: asyncio.AbstractEventLoop) -> bool:
+    # The standard loop takes happy_eyeballs_delay; uvloop's create_connection does not.
+    return isinstance(loop, asyncio.BaseEventLoop)
+
+
 def _expire(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_exception(StreamTimeout())
@@ -219,20 +224,20 @@ async def connect(
 ) -> AsyncioByteStream:
     """Open a TCP (and, with ``ssl_context``, TLS) connection on the running asyncio loop."""
     loop = asyncio.get_running_loop()
-    tls: dict[str, Any] = {}
+    options: dict[str, Any] = {}
     if ssl_context is not None:
-        tls = {
+        options = {
             "ssl": ssl_context,
             "server_hostname": host,
             "ssl_shutdown_timeout": close_timeout,
         }
+    if _has_happy_eyeballs(loop):
+        options["happy_eyeballs_delay"] = 0.25  # RFC 8305's recommended delay, as anyio uses
     transport, protocol = await loop.create_connection(
         _Protocol,
         host,
         port,
         local_addr=(local_address, 0) if local_address is not None else None,
-        happy_eyeballs_delay=0.25,  # RFC 8305's recommended delay, as anyio uses
-        **tls,
+        **options,
     )
-    assert isinstance(transport, asyncio.Transport)
     return AsyncioByteStream(transport, protocol)

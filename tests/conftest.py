@@ -12,9 +12,16 @@ import pytest
 from servers import RawServer, ServerThread, TLSFiles, UvicornServer, tls_files
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+@pytest.fixture(
+    params=[
+        pytest.param("asyncio", id="asyncio"),
+        pytest.param("trio", id="trio"),
+        # uvicorn[standard] runs apps on uvloop: the agent must work on its loop too.
+        pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"),
+    ]
+)
+def anyio_backend(request: pytest.FixtureRequest) -> object:
+    return request.param
 
 
 @pytest.fixture(scope="session")
