@@ -9,6 +9,7 @@ the kernel's loopback work a client causes is counted too) and its ratio to star
 Absolute numbers are noise on shared machines; read the ratios.
 
     .venv/bin/python benchmarks/bench_agent.py [--requests 3000] [--rounds 5] [--concurrency 1]
+        [--uvloop]
 
 Not a test: run it by hand.
 """
@@ -142,17 +143,24 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--uvloop", action="store_true", help="run the clients on uvloop")
     args = parser.parse_args()
     process, port = start_upstream()
     try:
-        results = asyncio.run(run(f"http://127.0.0.1:{port}/", args))
+        url = f"http://127.0.0.1:{port}/"
+        if args.uvloop:
+            import uvloop
+
+            results = uvloop.run(run(url, args))
+        else:
+            results = asyncio.run(run(url, args))
     finally:
         process.terminate()
         process.wait()
     ours = statistics.median(results["starlette-agent"])
     print(
         f"{args.requests} requests x {args.rounds} rounds, concurrency {args.concurrency}, "
-        "median client CPU per request:"
+        f"{'uvloop' if args.uvloop else 'asyncio'}, median client CPU per request:"
     )
     for name, samples in results.items():
         median = statistics.median(samples)
