@@ -22,15 +22,22 @@ def assert_settled(agent: Agent) -> None:
 
 
 async def assert_pool_works(
-    agent: Agent, url: str, count: int = 1000, concurrency: int = 50
+    agent: Agent,
+    url: str,
+    count: int = 1000,
+    concurrency: int = 50,
+    timeout: float | None = None,
 ) -> None:
-    """``count`` GETs to ``url`` through ``agent``, ``concurrency`` at a time, all succeed."""
+    """``count`` GETs to ``url`` through ``agent``, ``concurrency`` at a time, all succeed.
+
+    ``timeout`` overrides the agent's timeouts for these requests (an agent built with a tight
+    read timeout for its own test need not time out here under load)."""
     statuses: list[int] = []
     remaining = iter(range(count))
 
     async def worker() -> None:
         for _ in remaining:
-            response = await agent.get(url)
+            response = await agent.get(url, timeout=timeout)
             statuses.append(response.status)
 
     with anyio.fail_after(60):

@@ -40,7 +40,9 @@ async def test_soak_cancellations_and_timeouts_under_load(server: UvicornServer)
             assert_settled(agent)
         assert most_sockets <= 8
         assert outcomes["ok"] > 0 and outcomes["cancelled"] > 0
-        await assert_pool_works(agent, f"{server.url}/peer", count=10_000, concurrency=100)
+        await assert_pool_works(
+            agent, f"{server.url}/peer", count=10_000, concurrency=100, timeout=10
+        )
 
 
 async def test_soak_many_origins_under_a_total_limit(
