@@ -265,7 +265,7 @@ class Agent:
             try:
                 response_head = await conn.send_request(head, request.body, timeouts)
             except BaseException as exc:
-                await self._close(self._pool.discard(conn))
+                await self._discard(conn)
                 if not (reused and isinstance(exc, ConnectionLostBeforeResponse)):
                     raise
                 if request.retryable and not fresh:
@@ -311,7 +311,7 @@ class Agent:
                 self._counters.connections_reused += 1
                 return conn, True
             # Expired, or the server closed it (or spoke unasked) while it sat idle.
-            await self._close(self._pool.discard(conn))
+            await self._discard(conn)
 
     async def _wait(
         self, waiter: Waiter[Connection], origin: Origin, pool_timeout: float | None

@@ -51,8 +51,8 @@ class InvalidRequest(AgentError, ValueError):
     """
 
 
-class AgentClosed(AgentError):
-    """The agent was closed; it takes no more requests."""
+class AgentClosed(AgentError, RuntimeError):
+    """The agent was closed; it takes no more requests (nor a new app to serve)."""
 
 
 class ConnectError(AgentError):

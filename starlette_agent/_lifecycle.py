@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from ._errors import AgentClosed
+
 if TYPE_CHECKING:
     from ._agent import Agent
 
@@ -37,7 +39,7 @@ _POLL_INTERVAL = 0.02
 def acquire(agent: Agent, *, owner: str) -> None:
     """Take a lease on ``agent`` for ``owner`` (named in the error if the agent is closed)."""
     if agent.closed:
-        raise RuntimeError(
+        raise AgentClosed(
             f"{owner} was given an agent that is already closed: {agent!r}. An agent instance "
             f"serves one lifespan; to restart an app, give it settings or an AgentRegistry, "
             f"which create a fresh agent at each startup"

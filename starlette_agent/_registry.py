@@ -147,7 +147,7 @@ class AgentRegistry:
     async def close(self, *, shutdown_timeout: float | None = DEFAULT_SHUTDOWN_TIMEOUT) -> None:
         """Give back one use; the last waits up to ``shutdown_timeout`` s and closes the agents."""
         if self._opens == 0:
-            raise RuntimeError("AgentRegistry.close() called more often than open()")
+            raise AgentNotConfigured("AgentRegistry.close() called more often than open()")
         self._opens -= 1
         if self._opens:
             return

@@ -55,7 +55,7 @@ class PreparedRequest:
         """The same head, asking the server to close the socket after its response."""
         headers = [(n, v) for n, v in self.headers if n.lower() != b"connection"]
         headers.append((b"connection", b"close"))
-        return h11.Request(method=self.head.method, target=self.head.target, headers=headers)
+        return _h11_head(self.head.method, self.head.target, tuple(headers))
 
 
 def prepare_request(

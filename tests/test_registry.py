@@ -9,7 +9,7 @@ import pytest
 from servers import wait_until
 from starlette.config import Config
 
-from starlette_agent import Agent, _lifecycle
+from starlette_agent import Agent, AgentClosed, AgentError, _lifecycle
 from starlette_agent._lifecycle import lease_count
 from starlette_agent._registry import AgentRegistry
 from starlette_agent._settings import AgentSettings
@@ -86,8 +86,9 @@ async def test_agents_exist_only_while_open_and_each_open_is_counted() -> None:
     await registry.close()
     assert agent.closed
     assert repr(registry) == "<AgentRegistry [default, payments] closed>"
-    with pytest.raises(RuntimeError, match="more often than open"):
+    with pytest.raises(RuntimeError, match="more often than open") as over_closed:
         await registry.close()
+    assert isinstance(over_closed.value, AgentError)
 
     async with registry:  # reopening creates fresh agents
         assert registry.get("payments") is not agent
@@ -105,8 +106,9 @@ async def test_agent_instances_in_a_registry_are_leased_not_owned() -> None:
         assert not shared.closed  # registry one still holds it
     assert shared.closed
     assert lease_count(shared) == 0
-    with pytest.raises(RuntimeError, match="already closed"):
+    with pytest.raises(AgentClosed, match="already closed") as reopened:
         one.open()
+    assert isinstance(reopened.value, RuntimeError)
     assert not one.is_open
 
 
