@@ -14,7 +14,9 @@ from ._errors import (
     PoolTimeout,
     ReadTimeout,
     RemoteProtocolError,
+    RequestBodyError,
     ResponseTooLarge,
+    StreamClosed,
     WriteTimeout,
 )
 from ._global import global_agent, request
@@ -51,8 +53,10 @@ __all__ = [
     "PoolTimeout",
     "ReadTimeout",
     "RemoteProtocolError",
+    "RequestBodyError",
     "Response",
     "ResponseTooLarge",
+    "StreamClosed",
     "UnknownAgentName",
     "WriteTimeout",
     "__version__",

@@ -20,7 +20,8 @@ from typing import Any
 import anyio
 from starlette.datastructures import Headers
 
-from ._connection import Connection, ConnectionLostBeforeResponse, Timeouts, open_connection
+from ._connect import open_connection
+from ._connection import Connection, ConnectionLostBeforeResponse, Timeouts
 from ._errors import AgentClosed, AgentError, PoolTimeout, RemoteProtocolError
 from ._eventloop import current_loop, spawn_background
 from ._keepalive import keep_alive_seconds
@@ -32,6 +33,9 @@ from ._stats import AgentStats, Counters
 from ._urls import Origin, parse_url
 
 logger = logging.getLogger("starlette_agent")
+
+#: Pool keys remembered per agent; past this the oldest is forgotten (and recomputed if needed).
+MAX_CACHED_POOL_KEYS = 1024
 
 
 class Agent:
@@ -55,6 +59,7 @@ class Agent:
         read_timeout: float | None = 30.0,
         write_timeout: float | None = 30.0,
         pool_timeout: float | None = None,
+        headers_timeout: float | None = 30.0,
         max_requests_per_socket: int | None = None,
         max_response_size: int | None = None,
         ssl_context: ssl.SSLContext | None = None,
@@ -73,6 +78,7 @@ class Agent:
             read_timeout=read_timeout,
             write_timeout=write_timeout,
             pool_timeout=pool_timeout,
+            headers_timeout=headers_timeout,
             max_requests_per_socket=max_requests_per_socket,
             max_response_size=max_response_size,
             ssl_context=ssl_context,
@@ -85,14 +91,21 @@ class Agent:
             max_free_sockets=max_free_sockets,
             scheduling=scheduling,
         )
-        self._timeouts = Timeouts(connect_timeout, read_timeout, write_timeout, pool_timeout)
+        self._timeouts = Timeouts(
+            connect_timeout, read_timeout, write_timeout, pool_timeout, headers_timeout
+        )
         self._counters = Counters()
         self._default_ssl_context = ssl_context
         self._tls_ids: weakref.WeakKeyDictionary[ssl.SSLContext, int] = weakref.WeakKeyDictionary()
         self._last_tls_id = 0  # ids are never reused, unlike id() of a collected context
+        # Pool keys by origin and TLS identity; bounded, as a service may call unboundedly many
+        # origins (or make a context per request).
         self._pool_keys: dict[tuple[Any, ...], str] = {}
         self._reaper = _IdleReaper(self)
-        self._loop: object | None = None  # the event loop of the first request
+        # The event loop the sockets belong to; weak, so an agent never keeps a finished loop.
+        self._loop_ref: weakref.ref[object] | None = None
+        #: Set on the global agent of a loop: when that loop ends, the agent closes for good.
+        self._ends_with_loop = False
 
     # -- the public surface --------------------------------------------------------------------
 
@@ -241,10 +254,11 @@ class Agent:
     def _check_event_loop(self) -> None:
         """Sockets belong to the loop that opened them; refuse to mix loops."""
         loop = current_loop()
-        if loop is self._loop:
+        bound = self._loop_ref() if self._loop_ref is not None else None
+        if loop is bound:
             return
-        if self._loop is None or (self._pool.sockets == 0 and not self._reaper.running):
-            self._loop = loop  # nothing is tied to the old loop any more
+        if bound is None or (self._pool.sockets == 0 and not self._reaper.running):
+            self._loop_ref = weakref.ref(loop)  # nothing is tied to the old loop any more
         else:
             raise AgentError(
                 "this Agent is bound to another event loop (its sockets belong to that loop); "
@@ -266,20 +280,15 @@ class Agent:
                 response_head = await conn.send_request(head, request.body, timeouts)
             except BaseException as exc:
                 await self._discard(conn)
-                if not (reused and isinstance(exc, ConnectionLostBeforeResponse)):
+                if not isinstance(exc, ConnectionLostBeforeResponse):
                     raise
-                if request.retryable and not fresh:
+                if reused and request.retryable and not fresh:
                     # The server closed a kept-alive socket as we reused it: the request never
                     # reached it, so sending it once more on a new socket is safe.
                     self._counters.retries += 1
                     fresh = True
                     continue
-                reason = "" if request.retryable else f"; {request.method} is not idempotent"
-                raise RemoteProtocolError(
-                    f"{request.origin}: the server closed a reused socket before responding "
-                    f"and the request was not retried{reason}",
-                    origin=str(request.origin),
-                ) from exc
+                raise self._lost_before_response(request, exc, reused=reused) from exc.__cause__
             keep_for = self._keep_for(response_head.headers) if keep_alive else 0.0
             body = _PooledBody(self, conn, timeouts.read, keep_for)
             return Response(
@@ -292,6 +301,20 @@ class Agent:
                 body=body,
                 max_size=self.config.max_response_size,
             )
+
+    def _lost_before_response(
+        self, request: PreparedRequest, exc: ConnectionLostBeforeResponse, *, reused: bool
+    ) -> RemoteProtocolError:
+        """The caller-facing error for a socket lost before any response byte (the private
+        retry signal never reaches callers)."""
+        if not reused:
+            return RemoteProtocolError(str(exc), origin=str(request.origin))
+        reason = "" if request.retryable else f"; {request.method} is not idempotent"
+        return RemoteProtocolError(
+            f"{request.origin}: the server closed a reused socket before responding "
+            f"and the request was not retried{reason}",
+            origin=str(request.origin),
+        )
 
     async def _checkout(
         self, key: str, request: PreparedRequest, timeouts: Timeouts, *, fresh: bool
@@ -342,7 +365,8 @@ class Agent:
     ) -> Connection:
         try:
             if reservation.evicted is not None:
-                await self._close([reservation.evicted])
+                evicted, reservation.evicted = reservation.evicted, None
+                await self._close([evicted])
             conn = await open_connection(
                 reservation.key,
                 request.origin,
@@ -359,6 +383,7 @@ class Agent:
             await conn.aclose()
             raise self._closed_error(request.origin)
         self._counters.connections_created += 1
+        self._reaper.start()
         return conn
 
     # -- giving sockets back -------------------------------------------------------------------
@@ -386,6 +411,29 @@ class Agent:
                     await conn.aclose()
                 self._pool.close_done(conn)
 
+    async def _event_loop_ending(self) -> None:
+        """The loop this agent's sockets belong to is ending: close them now.
+
+        Idle sockets are reset (requests still running are being cancelled by the same
+        shutdown, and close their own). The global agent of that loop closes for good. Resets
+        need no await where the stream allows, as a loop that is shutting down may not run
+        another step for us.
+        """
+        pool = self._pool
+        if self._ends_with_loop:
+            to_close = pool.close()
+            self._reaper.stop()
+        else:
+            to_close = pool.expire(math.inf)
+        with anyio.CancelScope(shield=True):
+            for conn in to_close:
+                self._counters.connections_closed += not conn.closed
+                if not conn.abort_now():
+                    await conn.aclose()
+                pool.close_done(conn)
+        if not pool.sockets:
+            self._loop_ref = None
+
     # -- keys, TLS and keep-alive ----------------------------------------------------------------
 
     def _pool_key(self, origin: Origin, ssl_context: ssl.SSLContext | None) -> str:
@@ -405,6 +453,8 @@ class Agent:
                 )
         key = self._pool_keys.get(cache_key)
         if key is None:
+            if len(self._pool_keys) >= MAX_CACHED_POOL_KEYS:
+                del self._pool_keys[next(iter(self._pool_keys))]  # the oldest entry
             key = self._pool_keys[cache_key] = self._describe_key(cache_key)
         return key
 
@@ -497,10 +547,13 @@ class _PooledBody:
 
 
 class _IdleReaper:
-    """Closes idle sockets when their time is up, even when no request comes to notice.
+    """Closes idle sockets when their time is up, and every socket when the event loop ends.
 
-    One background task per agent, running while the agent has sockets. It sleeps until the
-    earliest idle deadline; a release whose deadline is earlier moves that wake-up forward.
+    One background task per agent, running while the agent has sockets (the first connection
+    starts it). It sleeps until the earliest idle deadline; a release whose deadline is earlier
+    moves that wake-up forward. Being a loop-level task, only the loop itself cancels it, when it
+    ends (``asyncio.run`` returning, a trio run finishing): the sockets belong to that loop and
+    die with it, so they are closed then rather than left open for the life of the process.
     """
 
     # Wake a little late rather than early: timers may fire a hair before their deadline.
@@ -512,12 +565,16 @@ class _IdleReaper:
         self._stopped = False
         self._sleep: anyio.CancelScope | None = None
 
+    def start(self) -> None:
+        if not self._running and not self._stopped:
+            self._running = True
+            spawn_background(self._run)
+
     def schedule(self, deadline: float) -> None:
         if self._stopped or deadline == math.inf:
             return
         if not self._running:
-            self._running = True
-            spawn_background(self._run)
+            self.start()
         elif self._sleep is not None and deadline + self.SLACK < self._sleep.deadline:
             self._sleep.deadline = deadline + self.SLACK
 
@@ -551,7 +608,7 @@ class _IdleReaper:
                 agent._counters.idle_timeouts += len(expired)
                 await agent._close(expired)
         except anyio.get_cancelled_exc_class():
-            pass  # the event loop is shutting down
+            await agent._event_loop_ending()
         except Exception:
             # A background task has nobody to raise to: say so, and let requests carry on.
             logger.exception("idle socket reaper failed")

@@ -16,7 +16,11 @@ any bytes it sends unasked) is seen without a poll, so ``has_unexpected_input`` 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import socket
 import ssl
+import struct
+import termios
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, cast
@@ -92,18 +96,26 @@ class StreamTimeout(TimeoutError):
 
 
 class AsyncioByteStream(ByteStream):
-    """A byte stream over an asyncio transport made by ``connect``.
+    """A byte stream over an asyncio transport made by ``wrap_socket``.
 
-    ``send_timeout`` and ``receive_timeout`` bound each wait of ``send``/``receive``; on expiry
-    they raise ``StreamTimeout``. A loop timer costs a quarter of an anyio cancel scope, and most
-    calls find the data already there and need no timer at all.
+    ``receive_timeout`` bounds each wait of ``receive``; ``send_timeout`` bounds the time a
+    ``send`` waits without the transport taking any of its data. On expiry they raise
+    ``StreamTimeout``. A loop timer costs a quarter of an anyio cancel scope, and most calls find
+    the data already there (or the buffer below its high-water mark) and need no timer at all.
     """
 
-    def __init__(self, transport: asyncio.Transport, protocol: _Protocol) -> None:
+    def __init__(
+        self, transport: asyncio.Transport, protocol: _Protocol, *, close_timeout: float
+    ) -> None:
         self._transport = transport
         self._protocol = protocol
         self._closed = False
+        self._close_timeout = close_timeout
         self._loop = asyncio.get_running_loop()
+        self._write_timer: asyncio.TimerHandle | None = None
+        self._written = 0  # bytes handed to the transport
+        sock = transport.get_extra_info("socket")
+        self._fd: int = sock.fileno() if sock is not None else -1
         self.send_timeout: float | None = None
         self.receive_timeout: float | None = None
 
@@ -140,12 +152,9 @@ class AsyncioByteStream(ByteStream):
         if protocol.lost or self._transport.is_closing():
             raise anyio.BrokenResourceError from protocol.exception
         self._transport.write(item)
+        self._written += len(item)
         if protocol.writing_paused:
-            waiter = protocol.write_waiter = self._loop.create_future()
-            try:
-                await self._wait(waiter, self.send_timeout)
-            finally:
-                protocol.write_waiter = None
+            await self._drain()
             if protocol.lost:
                 raise anyio.BrokenResourceError from protocol.exception
 
@@ -153,20 +162,40 @@ class AsyncioByteStream(ByteStream):
         self._transport.write_eof()
 
     async def aclose(self) -> None:
+        """Close cleanly: flush, then FIN (or TLS close_notify), within ``close_timeout``.
+
+        Returns once the socket is shut, as Node frees an agent's slot on 'close': a socket
+        replacing this one must not overlap it. A peer that does not take our last bytes within
+        ``close_timeout`` gets a reset instead, so no socket lingers on a stuck peer.
+        """
         if self._closed:
             return
         self._closed = True
         protocol = self._protocol
-        # close() flushes what is buffered, then sends FIN (or TLS close_notify, bounded by the
-        # ssl_shutdown_timeout given at connect).
         self._transport.close()
         protocol._wake_reader()
         protocol._wake_writer()
-        if not protocol.lost:
-            # Return only once the socket is shut, as Node frees an agent's slot on 'close':
-            # a socket replacing this one must not overlap it. The caller bounds this wait.
-            protocol.closed_waiter = self._loop.create_future()
-            await protocol.closed_waiter
+        if protocol.lost:
+            return
+        closed = protocol.closed_waiter = self._loop.create_future()
+        timer = self._loop.call_later(self._close_timeout, self._transport.abort)
+        try:
+            await closed
+        except BaseException:
+            self._transport.abort()
+            raise
+        finally:
+            timer.cancel()
+
+    def abort(self) -> None:
+        """Reset the connection now (RST): for a socket that is broken or left mid-exchange.
+
+        Synchronous, so it also runs where no await is possible (an event loop shutting down).
+        """
+        self._closed = True
+        self._transport.abort()
+        self._protocol._wake_reader()
+        self._protocol._wake_writer()
 
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
@@ -194,6 +223,44 @@ class AsyncioByteStream(ByteStream):
         finally:
             timer.cancel()
 
+    async def _drain(self) -> None:
+        """Wait until the transport takes more data. ``send_timeout`` bounds the time without
+        progress, not the whole drain: a large body draining slowly but steadily is no timeout."""
+        waiter = self._protocol.write_waiter = self._loop.create_future()
+        timeout = self.send_timeout
+        if timeout is not None:
+            delivered = self.bytes_delivered()
+            self._write_timer = self._loop.call_later(
+                timeout, self._check_progress, waiter, delivered
+            )
+        try:
+            await waiter
+        finally:
+            self._protocol.write_waiter = None
+            if self._write_timer is not None:
+                self._write_timer.cancel()
+                self._write_timer = None
+
+    def _check_progress(self, waiter: asyncio.Future[None], delivered_before: int) -> None:
+        delivered = self.bytes_delivered()
+        timeout = self.send_timeout
+        if delivered > delivered_before and timeout is not None and not waiter.done():
+            self._write_timer = self._loop.call_later(
+                timeout, self._check_progress, waiter, delivered
+            )
+        else:
+            self._write_timer = None
+            _expire(waiter)
+
+    def bytes_delivered(self) -> int:
+        """Bytes sent that the peer has acknowledged: the measure of write progress.
+
+        The transport's own buffer is a poor one: the kernel takes data from it in large
+        batches, so it can stand still for a while even as the peer reads steadily.
+        """
+        buffered = self._transport.get_write_buffer_size() + unsent_bytes(self._fd)
+        return self._written - buffered
+
     def _check_readable(self) -> None:
         protocol = self._protocol
         if self._closed:
@@ -204,9 +271,16 @@ class AsyncioByteStream(ByteStream):
             raise anyio.EndOfStream
 
 
-def _has_happy_eyeballs(loop: asyncio.AbstractEventLoop) -> bool:
-    # The standard loop takes happy_eyeballs_delay; uvloop's create_connection does not.
-    return isinstance(loop, asyncio.BaseEventLoop)
+def unsent_bytes(fd: int) -> int:
+    """Bytes the kernel still holds for socket ``fd`` (sent but not acknowledged, or not sent
+    yet): Linux's SIOCOUTQ. 0 where the platform cannot tell."""
+    if fd < 0:
+        return 0
+    try:
+        answer = fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0\0\0\0")
+    except (OSError, AttributeError):
+        return 0
+    return int(struct.unpack("i", answer)[0])
 
 
 def _expire(waiter: asyncio.Future[None]) -> None:
@@ -214,30 +288,25 @@ def _expire(waiter: asyncio.Future[None]) -> None:
         waiter.set_exception(StreamTimeout())
 
 
-async def connect(
-    host: str,
-    port: int,
+async def wrap_socket(
+    sock: socket.socket,
     *,
     ssl_context: ssl.SSLContext | None,
-    local_address: str | None,
+    server_hostname: str,
     close_timeout: float,
 ) -> AsyncioByteStream:
-    """Open a TCP (and, with ``ssl_context``, TLS) connection on the running asyncio loop."""
+    """Hand a connected socket to the running loop (TLS handshake included, with a context).
+
+    From this call on the loop owns ``sock``: it closes it on every failure, cancellation
+    included, so the caller must not close it again.
+    """
     loop = asyncio.get_running_loop()
     options: dict[str, Any] = {}
     if ssl_context is not None:
         options = {
             "ssl": ssl_context,
-            "server_hostname": host,
+            "server_hostname": server_hostname,
             "ssl_shutdown_timeout": close_timeout,
         }
-    if _has_happy_eyeballs(loop):
-        options["happy_eyeballs_delay"] = 0.25  # RFC 8305's recommended delay, as anyio uses
-    transport, protocol = await loop.create_connection(
-        _Protocol,
-        host,
-        port,
-        local_addr=(local_address, 0) if local_address is not None else None,
-        **options,
-    )
-    return AsyncioByteStream(transport, protocol)
+    transport, protocol = await loop.create_connection(_Protocol, sock=sock, **options)
+    return AsyncioByteStream(transport, protocol, close_timeout=close_timeout)

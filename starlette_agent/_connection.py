@@ -4,6 +4,11 @@ A ``Connection`` sends one request at a time and reads its response. It never de
 is pooled: it reports whether the exchange left it reusable, and the Agent and its ``Pool`` do
 the rest. Low-level errors are translated here, at the boundary, into ``AgentError``s that name
 the origin.
+
+How a connection ends: a socket that finished its exchange cleanly (or never started one) is
+closed politely, flushing and sending FIN, within ``CLOSE_TIMEOUT``. Any other socket (broken,
+timed out, cancelled mid-exchange, or with a request half-written) is reset at once: its peer
+may never read what is buffered, and a polite close would linger on it.
 """
 
 from __future__ import annotations
@@ -11,53 +16,62 @@ from __future__ import annotations
 import math
 import select
 import socket
-import ssl
-from collections.abc import AsyncIterable, Callable, Iterator
-from contextlib import contextmanager, suppress
+import struct
+from collections.abc import AsyncIterable, Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
 import h11
 from anyio.abc import ByteStream, SocketAttribute
-from anyio.streams.tls import TLSAttribute, TLSStream
 
-from . import _asyncio_stream as asyncio_stream
-from ._asyncio_stream import AsyncioByteStream
+from ._asyncio_stream import AsyncioByteStream, unsent_bytes
 from ._errors import (
     AgentError,
-    ConnectError,
-    ConnectTimeout,
-    InvalidRequest,
     ReadTimeout,
     RemoteProtocolError,
+    RequestBodyError,
     WriteTimeout,
 )
-from ._eventloop import current_clock, in_trio
-from ._options import Connector
+from ._eventloop import current_clock
 from ._urls import Origin
 
 RECEIVE_SIZE = 65536
 # Response heads larger than this are refused (h11 raises when an event outgrows its buffer).
 MAX_RESPONSE_HEAD_SIZE = 64 * 1024
-# Closing a socket must not hang a shutdown on a peer that never reads our TLS close_notify.
+# More interim (1xx) responses than this before the final one is a server stalling us.
+MAX_INFORMATIONAL_RESPONSES = 16
+# A polite close must not hang a shutdown on a peer that never reads our TLS close_notify.
 CLOSE_TIMEOUT = 1.0
+# Bodies larger than this (and every streamed body) are sent while watching for an early answer:
+# smaller ones fit in the socket's buffers, so writing them can never block on a silent server.
+WATCHED_UPLOAD_SIZE = 64 * 1024
+# Writes to anyio streams are split so that write_timeout bounds time without progress.
+WRITE_PIECE_SIZE = 64 * 1024
 
-_READ_ERRORS = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, ssl.SSLError)
+_READ_ERRORS = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError)
+# h11 states in which a connection holds no half-done exchange.
+_SETTLED = frozenset({h11.IDLE, h11.DONE, h11.MUST_CLOSE, h11.CLOSED})
 
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    """Seconds allowed for each phase of a request; None means no limit."""
+    """Seconds allowed for each phase of a request; None means no limit.
+
+    ``headers`` bounds the time from the end of the request to the end of the final response
+    head (interim 1xx responses included), however the server trickles it.
+    """
 
     connect: float | None
     read: float | None
     write: float | None
     pool: float | None
+    headers: float | None
 
     @classmethod
     def all(cls, seconds: float) -> Timeouts:
-        return cls(seconds, seconds, seconds, seconds)
+        return cls(seconds, seconds, seconds, seconds, seconds)
 
 
 class ConnectionLostBeforeResponse(RemoteProtocolError):
@@ -85,13 +99,23 @@ class Connection:
         self.response_started = False  # any byte of the current response arrived
         self._response_bytes = 0  # bytes received for the current response so far
         self._eof = False
+        self._in_exchange = False  # between send_request and a clean finish_cycle
+        self._request_sent = False  # every byte of the current request was written
+        self._reusable = True  # False when this response's framing forbids reuse
+        self._early: list[Any] = []  # events read while the request was still being sent
+        self._sent = 0  # bytes sent on an anyio stream (ours counts its own)
+        self._sending = False  # a send is waiting for the peer to take data
+        self._sends = 0  # sends started on an anyio stream
+        self._watchdog = False  # a watchdog task times the sends, not each send itself
         self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_RESPONSE_HEAD_SIZE)
         #: Our asyncio stream applies timeouts itself, with a timer instead of a cancel scope.
         self._fast_stream = stream if type(stream) is AsyncioByteStream else None
         self._poller = None if self._fast_stream is not None else _poller_for(stream)
         # The event loop's clock, as anyio's deadlines use it; looked up once, not per request.
         self.clock: Callable[[], float] = current_clock()
-        sockname = _extra(stream, SocketAttribute.local_address)
+        raw = stream_extra(stream, SocketAttribute.raw_socket)
+        self._fd: int = raw.fileno() if raw is not None else -1
+        sockname = stream_extra(stream, SocketAttribute.local_address)
         self.local_port: int | None = sockname[1] if isinstance(sockname, tuple) else None
 
     def __repr__(self) -> str:
@@ -117,26 +141,37 @@ class Connection:
     async def send_request(
         self, head: h11.Request, body: bytes | AsyncIterable[bytes] | None, timeouts: Timeouts
     ) -> ResponseHead:
-        """Send the request and read until the response head; the body is read separately."""
+        """Send the request and read until the response head; the body is read separately.
+
+        A server may answer before it has read the whole body (a 413 or 401 to an upload) and
+        stop reading: large and streamed bodies are therefore sent while watching for that
+        answer, and once a final response arrives the rest of the body is not sent.
+        """
         self.requests_started += 1
         self.response_started = False
+        self._in_exchange = True
+        self._request_sent = False
+        self._reusable = True
+        self._early.clear()
         self._response_bytes = len(self._h11.trailing_data[0])
         write_error: AgentError | None = None
         try:
-            if self._fast_stream is not None:
-                self._fast_stream.send_timeout = timeouts.write
-                await self._write_request(head, body)
+            if body is None or (isinstance(body, bytes) and len(body) <= WATCHED_UPLOAD_SIZE):
+                await self._write_request(head, body, timeouts.write)
             else:
-                with anyio.fail_after(timeouts.write):
-                    await self._write_request(head, body)
+                await self._write_watching_for_answer(head, body, timeouts.write)
         except TimeoutError:
             raise WriteTimeout(
-                f"{self.origin}: could not send the request within {timeouts.write}s",
+                f"{self.origin}: could not send the request: no progress for "
+                f"{timeouts.write}s (the server is not reading)",
                 origin=str(self.origin),
             ) from None
         except h11.LocalProtocolError as exc:
-            # e.g. a streamed body longer or shorter than its declared Content-Length
-            raise InvalidRequest(f"{self.origin}: {exc}", origin=str(self.origin)) from exc
+            # A streamed body longer or shorter than the Content-Length the caller declared.
+            raise RequestBodyError(
+                f"{self.origin}: the request body does not match its declared length: {exc}",
+                origin=str(self.origin),
+            ) from exc
         except (*_READ_ERRORS, anyio.EndOfStream) as exc:
             # The server may have answered early (413, 401) and closed: read that answer.
             write_error = ConnectionLostBeforeResponse(
@@ -145,15 +180,225 @@ class Connection:
             )
             write_error.__cause__ = exc
         try:
-            event = await self._next_event(timeouts.read)
-            while type(event) is h11.InformationalResponse:  # 100 Continue, 103 Early Hints
-                event = await self._next_event(timeouts.read)
+            event = await self._read_final_head(timeouts)
         except ConnectionLostBeforeResponse:
             if write_error is not None:
                 raise write_error from write_error.__cause__
             raise
-        if type(event) is not h11.Response:
-            raise self._protocol_error(f"expected a response head, got {event!r}")
+        return self._response_head(event)
+
+    async def receive_body_chunk(self, read_timeout: float | None) -> bytes | None:
+        """The next piece of the response body, or None at its end."""
+        event = await self._next_event(read_timeout)
+        if type(event) is h11.Data:
+            return bytes(event.data)
+        if type(event) is h11.EndOfMessage:
+            return None
+        raise self._protocol_error(f"expected response body, got {event!r}")
+
+    def finish_cycle(self) -> bool:
+        """After the response ended: True if the socket can carry another request."""
+        if not self._request_sent:
+            # Cut short: the server answered before the request was all sent (aclose resets).
+            return False
+        self._in_exchange = False
+        # h11 ends a close-delimited body at EOF in state DONE, but that socket is finished.
+        if self._eof or not self._reusable:
+            return False
+        # Bytes after the end of the response would be read as the next response: never reuse.
+        if self._h11.trailing_data[0]:
+            return False
+        if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
+            self._h11.start_next_cycle()
+            return True
+        return False
+
+    async def aclose(self) -> None:
+        """Close the socket: politely if its last exchange ended cleanly, else with a reset.
+
+        Shielded: a cancelled caller must not leave it open.
+        """
+        if self.closed:
+            return
+        self.closed = True
+        self._poller = None
+        settled = not self._in_exchange and self._h11.our_state in _SETTLED
+        # The socket is being thrown away; a failing close only means it was already broken,
+        # and raising here would hide the error that made us close it.
+        with anyio.CancelScope(shield=True), suppress(Exception):
+            if self._fast_stream is not None:
+                if settled:
+                    await self._fast_stream.aclose()  # bounded by its close_timeout
+                else:
+                    self._fast_stream.abort()
+            elif settled:
+                with anyio.move_on_after(CLOSE_TIMEOUT) as polite:
+                    await self.stream.aclose()
+                if polite.cancelled_caught:
+                    await self._reset()
+            else:
+                await self._reset()
+
+    def abort_now(self) -> bool:
+        """Reset the socket without awaiting, if its stream allows; True if it is closed now."""
+        if self.closed:
+            return True
+        if self._fast_stream is None:
+            return False
+        self.closed = True
+        self._poller = None
+        self._fast_stream.abort()
+        return True
+
+    # -- writing -------------------------------------------------------------------------------
+
+    async def _write_request(
+        self,
+        head: h11.Request,
+        body: bytes | AsyncIterable[bytes] | None,
+        write_timeout: float | None,
+    ) -> None:
+        conn = self._h11
+        data = conn.send(head) or b""
+        if body is None or isinstance(body, bytes):
+            # One write for head and body: fewer syscalls, and one packet for small requests.
+            if body:
+                data += conn.send(h11.Data(data=body)) or b""
+            data += conn.send(h11.EndOfMessage()) or b""
+            await self._send(data, write_timeout)
+            self._request_sent = True
+            return
+        await self._send(data, write_timeout)
+        # Only the sends are timed: a body that is slow to produce its chunks is no write timeout.
+        async for chunk in body:
+            if chunk:  # an empty chunk would end a chunked body early
+                await self._send(conn.send(h11.Data(data=bytes(chunk))) or b"", write_timeout)
+        await self._send(conn.send(h11.EndOfMessage()) or b"", write_timeout)
+        self._request_sent = True
+
+    async def _send(self, data: bytes, write_timeout: float | None) -> None:
+        """Send ``data``; ``write_timeout`` bounds the time without progress, on every stream."""
+        fast = self._fast_stream
+        if fast is not None:
+            fast.send_timeout = write_timeout  # the stream measures progress itself
+            await fast.send(data)
+            return
+        # Pieces keep the count of bytes sent close to what the kernel took (see _delivered).
+        for start in range(0, len(data), WRITE_PIECE_SIZE):
+            piece = (
+                data if len(data) <= WRITE_PIECE_SIZE else data[start : start + WRITE_PIECE_SIZE]
+            )
+            self._sending = True
+            self._sends += 1
+            try:
+                if self._watchdog or write_timeout is None:
+                    await self.stream.send(piece)
+                else:
+                    with anyio.fail_after(write_timeout):
+                        await self.stream.send(piece)
+            finally:
+                self._sending = False
+            self._sent += len(piece)
+
+    async def _write_watching_for_answer(
+        self,
+        head: h11.Request,
+        body: bytes | AsyncIterable[bytes] | None,
+        write_timeout: float | None,
+    ) -> None:
+        """Write the request while a second task watches for the server's answer; a final
+        response stops the write (the rest of the body is not sent). On anyio streams a third
+        task measures write progress, since a large write blocks for as long as the peer takes
+        to read it, however steadily it reads."""
+        write_error: BaseException | None = None
+        answered = False
+        stalled = False
+
+        async def watch() -> None:
+            nonlocal answered
+            answered = await self._watch_for_final_head()
+            if answered:
+                group.cancel_scope.cancel()
+
+        async def watchdog(seconds: float) -> None:
+            # A stall: one send waited a whole period while the peer acknowledged nothing.
+            nonlocal stalled
+            delivered, sends = self._delivered(), self._sends
+            while True:
+                await anyio.sleep(seconds)
+                now = self._delivered()
+                if self._sending and self._sends == sends and now <= delivered:
+                    stalled = True
+                    writing.cancel()
+                    return
+                delivered, sends = now, self._sends
+
+        if self._fast_stream is not None:
+            self._fast_stream.receive_timeout = None  # the writer's own timeout governs
+        async with anyio.create_task_group() as group:
+            group.start_soon(watch)
+            with anyio.CancelScope() as writing:
+                if self._fast_stream is None and write_timeout is not None:
+                    self._watchdog = True
+                    group.start_soon(watchdog, write_timeout)
+                try:
+                    await self._write_request(head, body, write_timeout)
+                except Exception as exc:
+                    write_error = exc  # raised below, outside the group: no ExceptionGroup
+                finally:
+                    self._watchdog = False
+            group.cancel_scope.cancel()
+        if answered:
+            return
+        if stalled:
+            raise TimeoutError
+        if write_error is not None:
+            raise write_error
+
+    def _delivered(self) -> int:
+        """Bytes sent on an anyio stream that the peer has acknowledged (approximately)."""
+        return self._sent - unsent_bytes(self._fd)
+
+    async def _watch_for_final_head(self) -> bool:
+        """Read what the server sends during the upload; True once a final response head (or
+        an error, or the end of the stream) says the upload should stop."""
+        try:
+            while True:
+                event = self._feed(await self._receive())
+                while event is not h11.NEED_DATA:
+                    self._early.append(event)
+                    if type(event) is not h11.InformationalResponse:
+                        return True
+                    event = self._buffered_event()
+        except AgentError as exc:
+            self._early.append(exc)
+            return True
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def _read_final_head(self, timeouts: Timeouts) -> h11.Response:
+        headers_timeout = timeouts.headers
+        deadline = None if headers_timeout is None else self.clock() + headers_timeout
+        interim = 0
+        while True:
+            event = await self._next_event(timeouts.read, deadline, headers_timeout)
+            if type(event) is h11.Response:
+                return event
+            if type(event) is not h11.InformationalResponse:  # 100 Continue, 103 Early Hints
+                raise self._protocol_error(f"expected a response head, got {event!r}")
+            interim += 1
+            if interim > MAX_INFORMATIONAL_RESPONSES:
+                raise self._protocol_error(
+                    f"more than {MAX_INFORMATIONAL_RESPONSES} interim (1xx) responses"
+                )
+
+    def _response_head(self, event: h11.Response) -> ResponseHead:
+        if event.status_code != 304 and event.status_code >= 200:
+            names = [name for name, _ in event.headers]
+            # RFC 9112 6.1: both framings on one response is an error or a smuggling attempt.
+            # h11 reads the body as chunked; whatever follows, the socket is not reused.
+            if b"transfer-encoding" in names and b"content-length" in names:
+                self._reusable = False
         # h11 bounds only a head still arriving; one that came whole in one read is checked here.
         if self._response_bytes > MAX_RESPONSE_HEAD_SIZE:  # else the head cannot be that large
             head_size = sum(len(name) + len(value) + 4 for name, value in event.headers)
@@ -168,92 +413,64 @@ class Connection:
             headers=list(event.headers),
         )
 
-    async def receive_body_chunk(self, read_timeout: float | None) -> bytes | None:
-        """The next piece of the response body, or None at its end."""
-        event = await self._next_event(read_timeout)
-        if type(event) is h11.Data:
-            return bytes(event.data)
-        if type(event) is h11.EndOfMessage:
-            return None
-        raise self._protocol_error(f"expected response body, got {event!r}")
-
-    def finish_cycle(self) -> bool:
-        """After the response ended: True if the socket can carry another request."""
-        # h11 ends a close-delimited body at EOF in state DONE, but that socket is finished.
-        if self._eof:
-            return False
-        # Bytes after the end of the response would be read as the next response: never reuse.
-        if self._h11.trailing_data[0]:
-            return False
-        if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
-            self._h11.start_next_cycle()
-            return True
-        return False
-
-    async def aclose(self) -> None:
-        """Close the socket. Shielded: a cancelled caller must not leave it open."""
-        if self.closed:
-            return
-        self.closed = True
-        self._poller = None
-        # The socket is being thrown away; a failing close only means it was already broken,
-        # and raising here would hide the error that made us close it.
-        with (
-            anyio.CancelScope(shield=True),
-            anyio.move_on_after(CLOSE_TIMEOUT),
-            suppress(Exception),
-        ):
-            await self.stream.aclose()
-
-    # -- internals -----------------------------------------------------------------------------
-
-    async def _write_request(
-        self, head: h11.Request, body: bytes | AsyncIterable[bytes] | None
-    ) -> None:
-        conn = self._h11
-        data = conn.send(head) or b""
-        if body is None or isinstance(body, bytes):
-            # One write for head and body: fewer syscalls, and one packet for small requests.
-            if body:
-                data += conn.send(h11.Data(data=body)) or b""
-            data += conn.send(h11.EndOfMessage()) or b""
-            await self.stream.send(data)
-            return
-        await self.stream.send(data)
-        async for chunk in body:
-            if chunk:  # an empty chunk would end a chunked body early
-                await self.stream.send(conn.send(h11.Data(data=bytes(chunk))) or b"")
-        await self.stream.send(conn.send(h11.EndOfMessage()) or b"")
-
-    async def _next_event(self, read_timeout: float | None) -> Any:
-        conn = self._h11
-        try:
-            event = conn.next_event()
-        except h11.RemoteProtocolError as exc:
-            raise self._protocol_error(str(exc)) from exc
+    async def _next_event(
+        self,
+        read_timeout: float | None,
+        deadline: float | None = None,
+        headers_timeout: float | None = None,
+    ) -> Any:
+        """The next h11 event. ``read_timeout`` bounds each silence; ``deadline`` (a clock
+        time) bounds the whole wait, for the response head."""
+        if self._early:
+            early = self._early.pop(0)
+            if isinstance(early, BaseException):
+                raise early
+            return early
+        event = self._buffered_event()
         if event is not h11.NEED_DATA:
             return event
-        # The read timeout bounds silence, not the length of the whole response: our asyncio
-        # stream applies it to each receive; for other streams one cancel scope has its
-        # deadline pushed back whenever bytes arrive.
         fast = self._fast_stream
+        by_deadline = False  # whether the head's deadline, not read_timeout, bounds this wait
         try:
-            if fast is not None:
-                fast.receive_timeout = read_timeout
-                while event is h11.NEED_DATA:
-                    event = self._feed(await self._receive())
-            else:
-                with anyio.fail_after(read_timeout) as scope:
-                    while event is h11.NEED_DATA:
-                        if read_timeout is not None:
-                            scope.deadline = self.clock() + read_timeout
-                        event = self._feed(await self._receive())
+            while event is h11.NEED_DATA:
+                wait = read_timeout
+                if deadline is not None:
+                    left = deadline - self.clock()
+                    if left <= 0:
+                        raise self._headers_timeout(headers_timeout)
+                    by_deadline = wait is None or left < wait
+                    wait = left if by_deadline else wait
+                if fast is not None:
+                    fast.receive_timeout = wait
+                    data = await self._receive()
+                elif wait is None:
+                    data = await self._receive()
+                else:
+                    with anyio.fail_after(wait):
+                        data = await self._receive()
+                event = self._feed(data)
         except TimeoutError:
+            if by_deadline:
+                raise self._headers_timeout(headers_timeout) from None
             raise ReadTimeout(
                 f"{self.origin}: no response data within {read_timeout}s",
                 origin=str(self.origin),
             ) from None
         return event
+
+    def _headers_timeout(self, headers_timeout: float | None) -> ReadTimeout:
+        return ReadTimeout(
+            f"{self.origin}: the response head did not arrive within headers_timeout="
+            f"{headers_timeout}s",
+            origin=str(self.origin),
+        )
+
+    def _buffered_event(self) -> Any:
+        """h11's next event from what it already holds (``NEED_DATA`` when it needs more)."""
+        try:
+            return self._h11.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise self._protocol_error(str(exc)) from exc
 
     def _feed(self, data: bytes) -> Any:
         """Hand received bytes to h11 and return its next event."""
@@ -266,10 +483,7 @@ class Connection:
                 origin=str(self.origin),
             )
         self._h11.receive_data(data)
-        try:
-            return self._h11.next_event()
-        except h11.RemoteProtocolError as exc:
-            raise self._protocol_error(str(exc)) from exc
+        return self._buffered_event()
 
     async def _receive(self) -> bytes:
         try:
@@ -290,78 +504,22 @@ class Connection:
                 origin=str(self.origin),
             ) from exc
 
+    async def _reset(self) -> None:
+        """Close an anyio stream with a TCP reset: nothing buffered is flushed or waited for."""
+        raw = stream_extra(self.stream, SocketAttribute.raw_socket)
+        if raw is not None:
+            with suppress(OSError):
+                raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await anyio.aclose_forcefully(self.stream)
+
     def _protocol_error(self, detail: str) -> RemoteProtocolError:
         return RemoteProtocolError(
             f"{self.origin}: malformed response: {detail}", origin=str(self.origin)
         )
 
 
-async def open_connection(
-    pool_key: str,
-    origin: Origin,
-    *,
-    ssl_context: ssl.SSLContext | None,
-    connector: Connector | None,
-    local_address: str | None,
-    connect_timeout: float | None,
-) -> Connection:
-    """Open a socket to ``origin`` (TCP, then TLS for https) within ``connect_timeout``."""
-    with anyio.CancelScope() as scope:
-        if connect_timeout is not None:
-            scope.deadline = anyio.current_time() + connect_timeout
-        # On asyncio, our own transport-based stream (see _asyncio_stream: it is much cheaper per
-        # request); the TLS handshake then happens inside create_connection.
-        with _connect_errors(origin):
-            if connector is not None:
-                stream: ByteStream = await connector(origin)
-            elif not in_trio():
-                stream = await asyncio_stream.connect(
-                    origin.host,
-                    origin.port,
-                    ssl_context=ssl_context if origin.scheme == "https" else None,
-                    local_address=local_address,
-                    close_timeout=CLOSE_TIMEOUT,
-                )
-            else:
-                stream = await anyio.connect_tcp(origin.host, origin.port, local_host=local_address)
-        if origin.scheme == "https" and _extra(stream, TLSAttribute.ssl_object) is None:
-            assert ssl_context is not None
-            try:
-                with _connect_errors(origin, "TLS handshake with"):
-                    stream = await TLSStream.wrap(
-                        stream,
-                        hostname=origin.host,
-                        ssl_context=ssl_context,
-                        # HTTP frames its own messages, so a missing close_notify cannot cut a
-                        # body short unnoticed except in close-delimited responses.
-                        standard_compatible=False,
-                    )
-            except BaseException:
-                with anyio.CancelScope(shield=True):
-                    await stream.aclose()
-                raise
-        return Connection(pool_key, origin, stream)
-    raise ConnectTimeout(
-        f"could not connect to {origin} within {connect_timeout}s", origin=str(origin)
-    )
-
-
-@contextmanager
-def _connect_errors(origin: Origin, what: str = "cannot connect to") -> Iterator[None]:
-    try:
-        yield
-    except AgentError:
-        raise
-    except (OSError, ssl.SSLError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
-        raise ConnectError(f"{what} {origin}: {exc!r}", origin=str(origin)) from exc
-    except Exception as exc:
-        # A user-supplied connector failed in its own way; keep it as the cause.
-        raise ConnectError(
-            f"{what} {origin}: connector failed: {exc!r}", origin=str(origin)
-        ) from exc
-
-
-def _extra(stream: ByteStream, attribute: Any) -> Any:
+def stream_extra(stream: ByteStream, attribute: Any) -> Any:
+    """``stream.extra(attribute)``, or None when the stream lacks it or fails to say."""
     try:
         return stream.extra(attribute, None)
     except Exception:
@@ -369,7 +527,7 @@ def _extra(stream: ByteStream, attribute: Any) -> Any:
 
 
 def _poller_for(stream: ByteStream) -> select.poll | None:
-    raw = _extra(stream, SocketAttribute.raw_socket)
+    raw = stream_extra(stream, SocketAttribute.raw_socket)
     if not isinstance(raw, socket.socket) and not hasattr(raw, "fileno"):
         return None
     try:

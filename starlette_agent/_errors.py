@@ -21,7 +21,9 @@ __all__ = [
     "PoolTimeout",
     "ReadTimeout",
     "RemoteProtocolError",
+    "RequestBodyError",
     "ResponseTooLarge",
+    "StreamClosed",
     "WriteTimeout",
 ]
 
@@ -85,3 +87,14 @@ class RemoteProtocolError(AgentError):
 
 class ResponseTooLarge(AgentError):
     """A buffered response body grew past ``max_response_size``."""
+
+
+class RequestBodyError(AgentError):
+    """A streamed request body yielded more or fewer bytes than its declared Content-Length.
+
+    Found while sending, so part of the request may have gone out; that socket is closed.
+    """
+
+
+class StreamClosed(AgentError):
+    """A response body was read after its stream was closed, or after it was already read."""

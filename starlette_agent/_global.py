@@ -2,7 +2,8 @@
 
 Sockets belong to the event loop that opened them, so there is one global agent per running
 event loop rather than one per process: two servers on one loop share it, as two Node servers in
-one process share ``http.globalAgent``.
+one process share ``http.globalAgent``. When that loop ends, its global agent closes its sockets
+and is forgotten, so a process that runs many loops one after another keeps none of them.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ def global_agent() -> Agent:
     agent = _global_agents.get(loop)
     if agent is None or agent.closed:
         agent = _global_agents[loop] = Agent()
+        # Its sockets, and the agent itself, end with the loop: nothing else could close them.
+        agent._ends_with_loop = True
     return agent
 
 

@@ -41,6 +41,7 @@ class AgentOptions:
     read_timeout: float | None = 30.0
     write_timeout: float | None = 30.0
     pool_timeout: float | None = None
+    headers_timeout: float | None = 30.0  # undici's headersTimeout: request end to final head
     max_requests_per_socket: int | None = None
     max_response_size: int | None = None
     ssl_context: ssl.SSLContext | None = None
@@ -56,7 +57,13 @@ class AgentOptions:
             raise InvalidOption(f"scheduling must be 'lifo' or 'fifo', got {self.scheduling!r}")
         _check_seconds("idle_timeout", self.idle_timeout, optional=True)
         _check_seconds("keep_alive_timeout_buffer", self.keep_alive_timeout_buffer, zero_ok=True)
-        for name in ("connect_timeout", "read_timeout", "write_timeout", "pool_timeout"):
+        for name in (
+            "connect_timeout",
+            "read_timeout",
+            "write_timeout",
+            "pool_timeout",
+            "headers_timeout",
+        ):
             _check_seconds(name, getattr(self, name), optional=True)
         _check_count(
             "max_requests_per_socket", self.max_requests_per_socket, minimum=1, optional=True

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from starlette.datastructures import Headers
 
-from ._errors import AgentError, ResponseTooLarge
+from ._errors import AgentError, ResponseTooLarge, StreamClosed
 
 
 class BodySource(Protocol):
@@ -51,7 +51,8 @@ class Response:
         self._content: bytes | None = content if body is None else None
         self._body = body
         self._max_size = max_size
-        self._consumed = False
+        self._consumed = False  # the body was handed to a reader
+        self._closed = False  # the body's stream was closed
 
     def __repr__(self) -> str:
         reason = f" {self.reason}" if self.reason else ""
@@ -125,12 +126,21 @@ class Response:
     def _take_body(self) -> BodySource:
         body = self._body
         if body is None or self._consumed:
-            raise AgentError(f"the body of the response from {self.url} was already read")
+            raise StreamClosed(
+                f"the body of the response from {self.url} was already read; "
+                "keep what the first read returned (aread() keeps it as .content)"
+            )
+        if self._closed:
+            raise StreamClosed(
+                f"the response from {self.url} was closed before its body was read; "
+                "read it inside the stream() block"
+            )
         self._consumed = True
         return body
 
     async def aclose(self) -> None:
         """Release the response's socket: back to the pool if fully read, else closed."""
+        self._closed = True
         if self._body is not None:
             await self._body.aclose()
 

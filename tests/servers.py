@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import socket
 import ssl
 import threading
 import time
@@ -575,3 +576,74 @@ def tls_files() -> Iterator[TLSFiles]:
     cert = ca.issue_cert(LOCALHOST, "localhost")
     with cert.private_key_pem.tempfile() as keyfile, cert.cert_chain_pems[0].tempfile() as certfile:
         yield TLSFiles(ca, certfile, keyfile)
+
+
+# --------------------------------------------------------------------------- blocking sockets
+
+
+class SocketServer:
+    """A plain-socket server in its own thread, for faults that need a peer that truly stops
+    reading: an asyncio server (anyio's included) reads into its own buffers behind our back.
+
+    ``handler(sock)`` runs for each accepted connection (blocking calls, one thread each);
+    ``receive_buffer`` shrinks the accepted sockets' kernel receive buffer.
+    """
+
+    def __init__(
+        self, handler: Callable[[socket.socket], None], *, receive_buffer: int | None = None
+    ) -> None:
+        self._handler = handler
+        self._listener = socket.socket()
+        if receive_buffer is not None:
+            self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        self._listener.bind((LOCALHOST, 0))
+        self._listener.listen(16)
+        self._listener.settimeout(0.05)
+        self.port: int = self._listener.getsockname()[1]
+        self.url = f"http://{LOCALHOST}:{self.port}"
+        self.origin = self.url
+        self.opened = 0
+        self.errors: list[BaseException] = []
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._accepting = threading.Thread(target=self._accept, daemon=True)
+        self._accepting.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            self.opened += 1
+            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(10)
+            try:
+                self._handler(conn)
+            except OSError:
+                pass
+            except Exception as exc:  # a broken handler is reported, never fatal
+                self.errors.append(exc)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._accepting.join()
+        self._listener.close()
+        for thread in self._threads:
+            thread.join(timeout=12)
+
+
+def read_head(conn: socket.socket) -> bytes:
+    """Read a request head byte by byte, so nothing after it is taken off the socket."""
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        byte = conn.recv(1)
+        if not byte:
+            break
+        head += byte
+    return head

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator
 
 import anyio
@@ -125,3 +126,14 @@ async def test_many_cancellations_at_random_points_leave_no_orphan(server: Uvico
         assert most_sockets <= 2
         await assert_pool_works(agent, f"{server.url}/peer", count=1000)
         assert agent.stats().active + agent.stats().idle <= 2
+
+
+async def test_cancelled_connects_leave_no_socket_open(server: UvicornServer) -> None:
+    rng = random.Random(7)
+    async with Agent() as agent:
+        for _ in range(1000):
+            with anyio.move_on_after(rng.random() * 0.01):
+                await agent.get(f"{server.url}/peer")
+        assert_settled(agent)
+    # Every socket the server saw was closed by the agent (none leaked off its books).
+    assert await wait_until(lambda: server.stats.open == 0, timeout=5), server.stats

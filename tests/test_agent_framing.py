@@ -172,3 +172,22 @@ async def test_bytes_body_has_content_length(raw_server: RawServer) -> None:
     assert post.header("host") == f"127.0.0.1:{raw_server.port}"
     assert get.header("transfer-encoding") is None
     assert get.body == b""
+
+
+async def test_a_response_with_both_framings_is_never_reused(raw_server: RawServer) -> None:
+    async def both(conn: RawConnection) -> None:
+        while await conn.read_request() is not None:
+            await conn.send(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"2\r\nok\r\n0\r\n\r\n"
+            )
+
+    raw_server.handler = both
+    async with Agent() as agent:
+        first = await agent.get(raw_server.url)
+        assert first.content == b"ok"  # read as chunked, as RFC 9112 6.3 says
+        assert agent.stats().idle == 0
+        second = await agent.get(raw_server.url)
+        assert second.reused_socket is False
+        assert raw_server.stats.opened == 2
+        assert await wait_until(lambda: raw_server.stats.closed >= 1)

@@ -7,7 +7,7 @@ import pytest
 from helpers import assert_settled
 from servers import RawConnection, RawServer, UvicornServer, response_bytes, wait_until
 
-from starlette_agent import Agent, AgentClosed, AgentError
+from starlette_agent import Agent, AgentClosed, AgentError, RemoteProtocolError
 
 pytestmark = pytest.mark.anyio
 
@@ -72,3 +72,44 @@ def test_an_agent_without_sockets_moves_to_a_new_event_loop(server: UvicornServe
     assert anyio.run(use) == 200
     assert anyio.run(use, backend="trio") == 200
     assert server.stats.opened == 2
+
+
+async def test_pool_key_cache_is_bounded() -> None:
+    import ssl
+    import tracemalloc
+
+    async with Agent() as agent:
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for port in range(1, 5001):
+                agent.get_name(f"http://127.0.0.1:{port}/")
+            for _ in range(2000):
+                agent.get_name("https://127.0.0.1/", ssl_context=ssl.create_default_context())
+            gc_collect()
+            grown = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        # 7,000 distinct keys took 3.7 MB when nothing was forgotten.
+        assert grown < 1_500_000, grown
+
+
+def gc_collect() -> None:
+    import gc
+
+    gc.collect()
+
+
+async def test_a_fresh_socket_closed_without_an_answer_is_a_remote_protocol_error(
+    raw_server: RawServer,
+) -> None:
+    async def hang_up(conn: RawConnection) -> None:
+        await conn.read_request()
+
+    raw_server.handler = hang_up
+    async with Agent() as agent:
+        with pytest.raises(RemoteProtocolError) as caught:
+            await agent.get(raw_server.url)
+        # The agent's private retry signal never reaches callers.
+        assert type(caught.value) is RemoteProtocolError
+        assert raw_server.origin in str(caught.value)

@@ -7,7 +7,7 @@ import pytest
 from helpers import assert_settled
 from servers import UvicornServer, wait_until
 
-from starlette_agent import Agent
+from starlette_agent import Agent, StreamClosed
 
 pytestmark = pytest.mark.anyio
 
@@ -86,3 +86,33 @@ async def test_exception_inside_stream_block_closes_the_socket(server: UvicornSe
                 raise KeyError("boom")
         assert_settled(agent)
         assert await wait_until(lambda: server.stats.closed == 1)
+
+
+async def test_reading_a_closed_stream_raises_stream_closed(server: UvicornServer) -> None:
+    async with Agent() as agent:
+        async with agent.stream("GET", f"{server.url}/bytes/5000") as response:
+            pass
+        with pytest.raises(StreamClosed, match="closed"):
+            await response.aread()
+        with pytest.raises(StreamClosed):
+            async for _ in response.aiter_bytes():
+                pass  # pragma: no cover
+        assert_settled(agent)
+
+
+async def test_reading_a_consumed_stream_again_raises_stream_closed(server: UvicornServer) -> None:
+    async with Agent() as agent, agent.stream("GET", f"{server.url}/stream/3") as response:
+        chunks = [chunk async for chunk in response.aiter_bytes()]
+        assert b"".join(chunks) == b"chunk-0\nchunk-1\nchunk-2\n"
+        with pytest.raises(StreamClosed, match="already read"):
+            await response.aread()
+
+
+async def test_a_buffered_body_stays_readable(server: UvicornServer) -> None:
+    async with Agent() as agent:
+        response = await agent.get(f"{server.url}/bytes/10")
+        assert await response.aread() == b"x" * 10
+        await response.aclose()
+        assert await response.aread() == b"x" * 10
+        assert response.content == b"x" * 10
+        assert [chunk async for chunk in response.aiter_bytes()] == [b"x" * 10]

@@ -1,0 +1,109 @@
+"""Opening a ``Connection``: a socket from the dialer (or the user's connector), then TLS.
+
+On asyncio and uvloop the socket becomes our transport-based stream (``_asyncio_stream``), with
+the TLS handshake done by the loop; on trio it becomes an anyio ``SocketStream`` and TLS is
+anyio's ``TLSStream``. Every failure is an ``AgentError`` naming the origin, and no socket
+outlives a failed or cancelled open.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import anyio
+from anyio.abc import ByteStream, SocketStream
+from anyio.streams.tls import TLSAttribute, TLSStream
+
+from . import _asyncio_stream as asyncio_stream
+from ._connection import CLOSE_TIMEOUT, Connection, stream_extra
+from ._dial import AddressCheck, dial
+from ._errors import AgentError, ConnectError, ConnectTimeout
+from ._eventloop import in_trio
+from ._options import Connector
+from ._urls import Origin
+
+__all__ = ["open_connection"]
+
+
+async def open_connection(
+    pool_key: str,
+    origin: Origin,
+    *,
+    ssl_context: ssl.SSLContext | None,
+    connector: Connector | None,
+    local_address: str | None,
+    connect_timeout: float | None,
+    guard: AddressCheck | None = None,
+) -> Connection:
+    """Open a socket to ``origin`` (TCP, then TLS for https) within ``connect_timeout``."""
+    tls = ssl_context if origin.scheme == "https" else None
+    with anyio.CancelScope() as scope:
+        if connect_timeout is not None:
+            scope.deadline = anyio.current_time() + connect_timeout
+        with _connect_errors(origin):
+            if connector is not None:
+                stream: ByteStream = await connector(origin)
+            else:
+                sock = await dial(
+                    origin.host, origin.port, guard=guard, local_address=local_address
+                )
+                stream = await _stream_for(sock, origin, tls)
+        if tls is not None and stream_extra(stream, TLSAttribute.ssl_object) is None:
+            stream = await _wrap_tls(stream, origin, tls)
+        return Connection(pool_key, origin, stream)
+    raise ConnectTimeout(
+        f"could not connect to {origin} within {connect_timeout}s", origin=str(origin)
+    )
+
+
+async def _stream_for(
+    sock: socket.socket, origin: Origin, tls: ssl.SSLContext | None
+) -> ByteStream:
+    if not in_trio():
+        # From here the loop owns the socket and closes it on any failure, cancellation too.
+        return await asyncio_stream.wrap_socket(
+            sock, ssl_context=tls, server_hostname=origin.host, close_timeout=CLOSE_TIMEOUT
+        )
+    try:
+        return await SocketStream.from_socket(sock)
+    except BaseException:
+        sock.close()
+        raise
+
+
+async def _wrap_tls(stream: ByteStream, origin: Origin, tls: ssl.SSLContext) -> ByteStream:
+    try:
+        with _connect_errors(origin, "TLS handshake with"):
+            return await TLSStream.wrap(
+                stream,
+                hostname=origin.host,
+                ssl_context=tls,
+                # HTTP frames its own messages, so a missing close_notify cannot cut a body
+                # short unnoticed except in close-delimited responses.
+                standard_compatible=False,
+            )
+    except BaseException:
+        await anyio.aclose_forcefully(stream)
+        raise
+
+
+@contextmanager
+def _connect_errors(origin: Origin, what: str = "cannot connect to") -> Iterator[None]:
+    try:
+        yield
+    except AgentError:
+        raise
+    except socket.gaierror as exc:
+        raise ConnectError(
+            f"{what} {origin}: the host name did not resolve ({exc})", origin=str(origin)
+        ) from exc
+    except (OSError, ssl.SSLError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
+        raise ConnectError(f"{what} {origin}: {exc!r}", origin=str(origin)) from exc
+    except Exception as exc:
+        # A user-supplied connector failed in its own way; keep it as the cause.
+        raise ConnectError(
+            f"{what} {origin}: connector failed: {exc!r}", origin=str(origin)
+        ) from exc
