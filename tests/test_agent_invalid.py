@@ -35,6 +35,10 @@ pytestmark = pytest.mark.anyio
         "http://127.0.0.1:{port}/a\x00b",
         "http://127.0.0.1:{port}/a b",
         "http://127.0.0.1:notaport/",
+        "http://evil.example\\@127.0.0.1:{port}/",
+        "http://a@b@127.0.0.1:{port}/",
+        "http://127.0.0.1:{port}/a\x01b",
+        "http://%31%32%37.0.0.1:{port}/",
     ],
 )
 async def test_invalid_url_opens_no_connection(server: UvicornServer, url: str) -> None:
