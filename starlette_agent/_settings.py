@@ -112,7 +112,13 @@ class AgentSettings:
         """A new ``Agent`` with these options."""
         from ._agent import Agent
 
-        return Agent(**self.as_kwargs())
+        # Only what differs from the defaults: the Agent's own defaults are the same values.
+        changed = {
+            name: value
+            for name, value in self.as_kwargs().items()
+            if value != getattr(_DEFAULTS, name)
+        }
+        return Agent(**changed)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, AgentSettings):
