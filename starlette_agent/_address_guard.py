@@ -162,10 +162,10 @@ class AddressGuard:
                 refused.append((address, reason))
         if allowed or not refused:
             return allowed
-        listed = ", ".join(f"{address} ({reason})" for address, reason in refused)
+        listed = "; ".join(f"{address} is {reason}" for address, reason in refused)
         raise BlockedAddress(
-            f"refused to connect to {host!r}: block_private_networks is on and it resolves only "
-            f"to blocked addresses: {listed}; list a range in allowed_networks to let it through",
+            f"refused to connect to {host!r}: block_private_networks is on and every address it "
+            f"resolves to is blocked: {listed}. List a range in allowed_networks to let it through",
             host=host,
             address=refused[0][0],
         )

@@ -139,7 +139,7 @@ def test_check_names_the_host_the_addresses_and_why_when_none_may_be_dialled() -
     assert (error.host, error.address) == ("localhost", "127.0.0.1")
     message = str(error)
     assert "'localhost'" in message
-    assert "127.0.0.1 (loopback)" in message and "::1 (loopback)" in message
+    assert "127.0.0.1 is loopback; ::1 is loopback" in message
     assert "allowed_networks" in message
 
 
