@@ -12,17 +12,19 @@ import logging
 import math
 import ssl
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from ipaddress import IPv4Network, IPv6Network
 from types import TracebackType
 from typing import Any
 
 import anyio
 from starlette.datastructures import Headers
 
+from ._address_guard import AddressGuard
 from ._connect import open_connection
 from ._connection import Connection, ConnectionLostBeforeResponse, Timeouts
-from ._errors import AgentClosed, AgentError, PoolTimeout, RemoteProtocolError
+from ._errors import AgentClosed, AgentError, InvalidOption, PoolTimeout, RemoteProtocolError
 from ._eventloop import current_loop, spawn_background
 from ._keepalive import keep_alive_seconds
 from ._options import AgentOptions, Connector, Scheduling
@@ -65,6 +67,8 @@ class Agent:
         ssl_context: ssl.SSLContext | None = None,
         local_address: str | None = None,
         connector: Connector | None = None,
+        block_private_networks: bool = False,
+        allowed_networks: Sequence[str | IPv4Network | IPv6Network] = (),
     ) -> None:
         self.config = AgentOptions(
             keep_alive=keep_alive,
@@ -84,6 +88,17 @@ class Agent:
             ssl_context=ssl_context,
             local_address=local_address,
             connector=connector,
+            block_private_networks=block_private_networks,
+            allowed_networks=tuple(str(network) for network in allowed_networks),
+        )
+        if block_private_networks and connector is not None:
+            raise InvalidOption(
+                "block_private_networks cannot check where a custom connector connects; "
+                "check the addresses in the connector, or drop one of the two options"
+            )
+        self._guard = AddressGuard(
+            block_private_networks=block_private_networks,
+            allowed_networks=self.config.allowed_networks,
         )
         self._pool: Pool[Connection] = Pool(
             max_sockets=max_sockets,
@@ -374,6 +389,7 @@ class Agent:
                 connector=self.config.connector,
                 local_address=self.config.local_address,
                 connect_timeout=timeouts.connect,
+                guard=self._guard,
             )
         except BaseException:
             # Give the slot back, or it would count as a socket forever (httpcore #1093).

@@ -13,6 +13,7 @@ __all__ = [
     "AgentClosed",
     "AgentError",
     "AgentTimeout",
+    "BlockedAddress",
     "ConnectError",
     "ConnectTimeout",
     "InvalidOption",
@@ -53,6 +54,29 @@ class InvalidRequest(AgentError, ValueError):
     """
 
 
+class RequestBodyError(AgentError):
+    """The request body did not match its declared length.
+
+    A streamed body sent with a caller's ``Content-Length`` yielded more or fewer bytes than
+    that header promised. The socket carried part of a request the server cannot frame, so it is
+    closed, never reused.
+    """
+
+
+class BlockedAddress(AgentError):
+    """The host resolved only to addresses the agent may not connect to.
+
+    Raised when ``block_private_networks`` is on and every address of ``host`` is loopback,
+    private, link-local or otherwise special (see ``allowed_networks`` to let a range through).
+    Nothing is sent. ``host`` is the URL's host; ``address`` the first address refused.
+    """
+
+    def __init__(self, message: str, *, host: str, address: str, origin: str | None = None) -> None:
+        super().__init__(message, origin=origin)
+        self.host = host
+        self.address = address
+
+
 class AgentClosed(AgentError, RuntimeError):
     """The agent was closed; it takes no more requests (nor a new app to serve)."""
 
@@ -87,13 +111,6 @@ class RemoteProtocolError(AgentError):
 
 class ResponseTooLarge(AgentError):
     """A buffered response body grew past ``max_response_size``."""
-
-
-class RequestBodyError(AgentError):
-    """A streamed request body yielded more or fewer bytes than its declared Content-Length.
-
-    Found while sending, so part of the request may have gone out; that socket is closed.
-    """
 
 
 class StreamClosed(AgentError):

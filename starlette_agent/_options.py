@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
+from ._address_guard import parse_networks
 from ._errors import InvalidOption, InvalidOptionType
 
 if TYPE_CHECKING:
@@ -39,13 +40,15 @@ class AgentOptions:
     keep_alive_timeout_buffer: float = 1.0
     connect_timeout: float | None = 10.0
     read_timeout: float | None = 30.0
+    headers_timeout: float | None = 30.0  # undici's headersTimeout: request end to final head
     write_timeout: float | None = 30.0
     pool_timeout: float | None = None
-    headers_timeout: float | None = 30.0  # undici's headersTimeout: request end to final head
     max_requests_per_socket: int | None = None
     max_response_size: int | None = None
     ssl_context: ssl.SSLContext | None = None
     local_address: str | None = None
+    block_private_networks: bool = False  # refuse loopback, private, link-local... addresses
+    allowed_networks: tuple[str, ...] = ()  # CIDRs let through despite block_private_networks
     connector: Connector | None = None
 
     def __post_init__(self) -> None:
@@ -60,9 +63,9 @@ class AgentOptions:
         for name in (
             "connect_timeout",
             "read_timeout",
+            "headers_timeout",
             "write_timeout",
             "pool_timeout",
-            "headers_timeout",
         ):
             _check_seconds(name, getattr(self, name), optional=True)
         _check_count(
@@ -80,6 +83,11 @@ class AgentOptions:
                 f"local_address must be a non-empty IP address string or None, "
                 f"got {self.local_address!r}"
             )
+        _check_bool("block_private_networks", self.block_private_networks)
+        # Any sequence of CIDR strings or networks from code; kept as canonical strings, so
+        # options stay hashable and print as they would be written in AGENT_ALLOWED_NETWORKS.
+        networks = parse_networks(self.allowed_networks, option="allowed_networks")
+        object.__setattr__(self, "allowed_networks", tuple(str(net) for net in networks))
         if self.connector is not None and not callable(self.connector):
             raise InvalidOptionType(
                 f"connector must be an async callable or None, got {self.connector!r}"

@@ -26,12 +26,13 @@ ContentTypes: TypeAlias = bytes | bytearray | memoryview | str | AsyncIterable[b
 
 # RFC 9110 token: method and header names.
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_FORBIDDEN_IN_VALUE = re.compile(rb"[\r\n\x00]")
+# Control characters other than tab: CR and LF split headers, and parsers disagree on the rest.
+_CONTROL_IN_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_CONTENT_LENGTH_DIGITS = 18  # any length that fits in a signed 64-bit integer
+_CONTENT_LENGTH = re.compile(rf"[0-9]{{1,{_CONTENT_LENGTH_DIGITS}}}", re.ASCII)
 # Retrying these after a connection failure cannot do a thing twice (RFC 9110 9.2.2).
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
-_METHODS_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
-# Framing is ours to set; a caller's copy could disagree with the body and desync the socket.
-_FRAMING_HEADERS = frozenset({b"content-length", b"transfer-encoding"})
+_METHODS_WITH_BODY = frozenset({b"POST", b"PUT", b"PATCH"})
 
 
 @dataclass(slots=True, eq=False)
@@ -70,17 +71,11 @@ def prepare_request(
     """Validate and assemble a request, or raise ``InvalidRequest`` naming what was wrong."""
     method_bytes = _method(method)
     parsed = parse_url(url)
-    body, framing = _body(content, json, method_bytes)
-    header_list = _headers(headers)
+    body = _body(content, json)
+    if body is None and method_bytes in _METHODS_WITH_BODY:
+        body = b""
+    header_list, framing = _framing(_headers(headers), body)
     names = {name.lower() for name, _ in header_list}
-    if names & _FRAMING_HEADERS:
-        if not isinstance(body, AsyncIterable):
-            raise InvalidRequest(
-                "Content-Length and Transfer-Encoding are set by the agent from the body; "
-                "remove them from headers"
-            )
-        framing = [(n, v) for n, v in header_list if n.lower() in _FRAMING_HEADERS]
-        header_list = [(n, v) for n, v in header_list if n.lower() not in _FRAMING_HEADERS]
     extra: list[tuple[bytes, bytes]] = []
     if b"host" not in names:
         extra.append((b"host", parsed.host_header))
@@ -118,12 +113,17 @@ def _h11_head(
 def _method(method: str) -> bytes:
     if not isinstance(method, str):
         raise InvalidRequest(f"method must be a str, got {type(method).__name__}: {method!r}")
-    try:
-        encoded = method.upper().encode("ascii")
-    except UnicodeEncodeError:
-        raise InvalidRequest(f"method {method!r} is not an ASCII token") from None
+    # ASCII first: str.upper() maps some non-ASCII letters to ASCII ones (U+017F to "S").
+    if not method.isascii():
+        raise InvalidRequest(f"method {method!r} is not an ASCII token")
+    encoded = method.upper().encode("ascii")
     if not _TOKEN.fullmatch(encoded):
         raise InvalidRequest(f"method {method!r} is not a valid HTTP token")
+    if encoded == b"CONNECT":
+        raise InvalidRequest(
+            "the CONNECT method turns the connection into a tunnel; the agent does not support "
+            "protocol upgrades or tunnels (open one with a connector)"
+        )
     return encoded
 
 
@@ -147,8 +147,12 @@ def _headers(headers: HeaderTypes | None) -> list[tuple[bytes, bytes]]:
         raw_value = _encode_header_part(value, "value", name)
         if not _TOKEN.fullmatch(raw_name):
             raise InvalidRequest(f"header name {name!r} is not a valid HTTP token")
-        if _FORBIDDEN_IN_VALUE.search(raw_value):
-            raise InvalidRequest(f"header {name!r} value contains a CR, LF or NUL character")
+        control = _CONTROL_IN_VALUE.search(raw_value)
+        if control:
+            raise InvalidRequest(
+                f"header {name!r} value contains the control character {control.group()!r}; "
+                "only horizontal tab is allowed"
+            )
         result.append((raw_name, raw_value.strip(b" \t")))
     return result
 
@@ -168,28 +172,85 @@ def _encode_header_part(part: object, what: str, name: object) -> bytes:
     raise InvalidRequest(f"header {what} must be str or bytes, got {part!r}")
 
 
-def _body(
-    content: ContentTypes | None, json: Any, method: bytes
-) -> tuple[bytes | AsyncIterable[bytes] | None, list[tuple[bytes, bytes]]]:
+def _framing(
+    headers: list[tuple[bytes, bytes]], body: bytes | AsyncIterable[bytes] | None
+) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
+    """Split off the caller's framing headers and return ``(other headers, framing headers)``.
+
+    The framing is the agent's: a caller's Content-Length is kept only as the promise it makes
+    (checked against a bytes body now, held to a streamed body by h11 as it is sent) and is
+    sent in canonical form. A body-less request carries ``Content-Length: 0`` only when the
+    caller asked for it or the method expects a body.
+    """
+    declared: int | None = None
+    declared_text = ""
+    hosts = 0
+    rest: list[tuple[bytes, bytes]] = []
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == b"transfer-encoding":
+            raise InvalidRequest(
+                "Transfer-Encoding is set by the agent (chunked for an async iterable body); "
+                "remove it from headers"
+            )
+        if lowered == b"content-length":
+            if declared is not None:
+                raise InvalidRequest("more than one Content-Length header; send one, or none")
+            declared_text = value.decode("latin-1")
+            declared = _content_length(declared_text)
+            continue
+        if lowered == b"upgrade":
+            raise InvalidRequest(
+                "the Upgrade header asks to switch protocols; the agent does not support "
+                "protocol upgrades (WebSocket, h2c), remove it"
+            )
+        if lowered == b"host":
+            hosts += 1
+            if hosts > 1:
+                raise InvalidRequest("more than one Host header; send one, or none")
+        rest.append((name, value))
+    if isinstance(body, AsyncIterable):
+        if declared is None:
+            return rest, [(b"transfer-encoding", b"chunked")]
+        return rest, [(b"content-length", str(declared).encode("ascii"))]
+    length = 0 if body is None else len(body)
+    if declared is not None and declared != length:
+        raise InvalidRequest(
+            f"Content-Length: {declared_text} does not match the body ({length} bytes); "
+            "leave Content-Length out and the agent sets it"
+        )
+    if body is None and declared is None:
+        return rest, []
+    return rest, [(b"content-length", str(length).encode("ascii"))]
+
+
+def _content_length(text: str) -> int:
+    # One plain decimal number: no sign, no list, no spaces; parsers that read "+5" or "5, 5"
+    # differently are how one request is smuggled inside another (RFC 9112 6.3).
+    if not _CONTENT_LENGTH.fullmatch(text):
+        raise InvalidRequest(
+            f"Content-Length {text!r} is not one decimal number of bytes (at most "
+            f"{_CONTENT_LENGTH_DIGITS} digits)"
+        )
+    return int(text)
+
+
+def _body(content: ContentTypes | None, json: Any) -> bytes | AsyncIterable[bytes] | None:
     if content is not None and json is not None:
         raise InvalidRequest("pass either content or json, not both")
     if json is not None:
         try:
-            content = jsonlib.dumps(json, separators=(",", ":"), allow_nan=False).encode()
+            return jsonlib.dumps(json, separators=(",", ":"), allow_nan=False).encode()
         except (TypeError, ValueError) as exc:
             raise InvalidRequest(f"json body is not serialisable: {exc}") from exc
     if content is None:
-        if method.decode("ascii") in _METHODS_WITH_BODY:
-            return b"", [(b"content-length", b"0")]
-        return None, []
+        return None
     if isinstance(content, str):
-        content = content.encode("utf-8")
-    if isinstance(content, bytearray | memoryview):
-        content = bytes(content)
-    if isinstance(content, bytes):
-        return content, [(b"content-length", str(len(content)).encode("ascii"))]
+        return content.encode("utf-8")
+    if isinstance(content, bytes | bytearray | memoryview):
+        return bytes(content)
     if isinstance(content, AsyncIterable):
-        return content, [(b"transfer-encoding", b"chunked")]
+        return content
     raise InvalidRequest(
         f"content must be bytes, str or an async iterable of bytes, got {type(content).__name__}"
     )

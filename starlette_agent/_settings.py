@@ -288,6 +288,8 @@ def _parser_for(annotation: str) -> Callable[[str], Any] | None:
         convert = _parse_with(float, "a number")
     elif base[0] == "str":
         convert = str.strip
+    elif base[0] == "tuple[str, ...]":
+        convert = _parse_list
     elif base[0] == "Scheduling":
         convert = lambda raw: raw.strip().lower()  # noqa: E731
     else:
@@ -304,6 +306,11 @@ def _parser_for(annotation: str) -> Callable[[str], Any] | None:
             raise ValueError(f"{exc}, or none") from None
 
     return parse_optional
+
+
+def _parse_list(raw: str) -> tuple[str, ...]:
+    """``"10.0.0.0/8, fd00::/8"`` -> ``("10.0.0.0/8", "fd00::/8")``; empty means none."""
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
 def _parse_with(kind: Callable[[str], Any], what: str) -> Callable[[str], Any]:

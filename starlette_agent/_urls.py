@@ -17,8 +17,18 @@ from ._errors import InvalidRequest
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
-# Characters never allowed anywhere in a URL we send: they end or split the request line.
-_FORBIDDEN_URL_CHARACTERS = frozenset("\r\n\x00 \t")
+# Never allowed anywhere in a URL we send: space and control characters end or split the request
+# line, and parsers disagree on the rest (browsers strip some, others keep them).
+_FORBIDDEN_URL_CHARACTERS = frozenset(map(chr, range(0x21))) | {"\x7f"}
+# The WHATWG URL standard's forbidden domain code points that can reach a host here: a host with
+# one of them is read differently by a browser, a proxy and a resolver.
+_FORBIDDEN_HOST_CHARACTERS = frozenset("#%/:<>?@[\\]^|")
+_IPV6_CHARACTERS = frozenset("0123456789abcdef:.")
+_RADIX_DIGITS = {
+    8: frozenset("01234567"),
+    10: frozenset("0123456789"),
+    16: frozenset("0123456789abcdef"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +87,7 @@ def _parse_url(url: str) -> ParsedURL:
         port = parts.port
     except ValueError as exc:
         raise InvalidRequest(f"invalid URL {url!r}: {exc}") from exc
+    _check_authority(parts.netloc, url)
     scheme = parts.scheme.lower()
     if not scheme:
         raise InvalidRequest(f"URL {url!r} has no scheme; use http:// or https://")
@@ -92,20 +103,101 @@ def _parse_url(url: str) -> ParsedURL:
     return ParsedURL(origin, target, _basic_authorization(parts), origin.host_header)
 
 
+def _check_authority(netloc: str, url: str) -> None:
+    # urlsplit takes the host after the last "@" and keeps a backslash in it; a browser reads a
+    # backslash as "/" and some parsers take the first "@". Where they would disagree about the
+    # host, nothing is guessed.
+    if "\\" in netloc:
+        raise InvalidRequest(
+            f"URL {url!r} has a backslash in its authority; browsers read it as '/', other "
+            "parsers do not: percent-encode it (%5C) in credentials"
+        )
+    if netloc.count("@") > 1:
+        raise InvalidRequest(
+            f"URL {url!r} has more than one '@' in its authority; percent-encode an '@' in the "
+            "user name or password as %40"
+        )
+
+
 def _normalise_host(parts: SplitResult, url: str) -> str:
+    """The host as the address or name a connection goes to, read as a browser reads it."""
     host = parts.hostname
     if not host:
         raise InvalidRequest(f"URL {url!r} has no host")
-    if any(c in host for c in "/\\@?#%"):
-        raise InvalidRequest(f"URL {url!r} has an invalid host {host!r}")
+    if ":" in host:  # urlsplit lets colons through only from a bracketed IPv6 literal
+        return _ipv6_host(host, url)
     try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        pass
-    try:
-        return host.encode("idna").decode("ascii").lower()
+        name = host.encode("idna").decode("ascii").lower()
     except UnicodeError as exc:
         raise InvalidRequest(f"URL {url!r} has a host that is not a valid domain name") from exc
+    # Checked after IDNA, which maps some full-width characters to these.
+    if _FORBIDDEN_HOST_CHARACTERS.intersection(name):
+        raise InvalidRequest(f"URL {url!r} has an invalid host {host!r}")
+    if not _ends_in_a_number(name):
+        return name
+    address = _ipv4_host(name)
+    if address is None:
+        raise InvalidRequest(
+            f"URL {url!r} has a host {host!r} that ends in a number but is not an IPv4 address"
+        )
+    return address
+
+
+def _ipv6_host(host: str, url: str) -> str:
+    # A zone ("%25eth0") names an interface of this machine: not something a URL may choose.
+    if not _IPV6_CHARACTERS.issuperset(host):
+        raise InvalidRequest(f"URL {url!r} has an invalid IPv6 address {host!r}")
+    try:
+        return str(ipaddress.IPv6Address(host))
+    except ValueError as exc:
+        raise InvalidRequest(f"URL {url!r} has an invalid IPv6 address {host!r}") from exc
+
+
+# Numeric hosts, as the WHATWG URL standard reads them: resolvers (inet_aton) and browsers take
+# "2130706433", "0x7f.1" and "0177.0.0.1" as 127.0.0.1, so the origin, the pool key, the Host
+# header and any address check must see 127.0.0.1 too.
+
+
+def _ends_in_a_number(name: str) -> bool:
+    labels = name.split(".")
+    if labels[-1] == "":
+        if len(labels) == 1:
+            return False
+        labels.pop()
+    last = labels[-1]
+    return (last != "" and last.isdigit()) or _ipv4_number(last) is not None
+
+
+def _ipv4_host(name: str) -> str | None:
+    """The dotted-quad form of ``name``, or None when it is no IPv4 address."""
+    labels = name.split(".")
+    if labels[-1] == "" and len(labels) > 1:
+        labels.pop()
+    if len(labels) > 4:
+        return None
+    numbers = [_ipv4_number(label) for label in labels]
+    if None in numbers:
+        return None
+    *leading, last = [n for n in numbers if n is not None]
+    if any(n > 255 for n in leading) or last >= 256 ** (4 - len(leading)):
+        return None
+    value = last + sum(n << (8 * (3 - i)) for i, n in enumerate(leading))
+    return str(ipaddress.IPv4Address(value))
+
+
+def _ipv4_number(text: str) -> int | None:
+    if not text:
+        return None
+    radix = 10
+    if text.startswith("0x"):
+        text, radix = text[2:], 16
+    elif len(text) > 1 and text.startswith("0"):
+        text, radix = text[1:], 8
+    if not text:
+        return 0
+    if not _RADIX_DIGITS[radix].issuperset(text):
+        return None
+    return int(text, radix)
 
 
 def _request_target(parts: SplitResult, url: str) -> bytes:

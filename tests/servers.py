@@ -520,13 +520,24 @@ class RawServer:
         self.url = self.origin
 
     async def _serve(self) -> None:
-        async with self._listener:
-            await self._listener.serve(self._handle)
+        # Not listener.serve(): its accept loop dies when a client resets a connection before
+        # it is accepted (setting TCP_NODELAY on it fails), and the agent resets broken sockets.
+        (listener,) = self._listener.listeners  # one address: 127.0.0.1
+        async with self._listener, anyio.create_task_group() as group:
+            while True:
+                try:
+                    stream = await listener.accept()
+                except (OSError, anyio.BrokenResourceError):
+                    continue
+                group.start_soon(self._handle, stream)
 
     async def _handle(self, stream: anyio.abc.SocketStream) -> None:
         index = self._connections
         self._connections += 1
-        peer_port = stream.extra(anyio.abc.SocketAttribute.remote_port)
+        try:
+            peer_port = stream.extra(anyio.abc.SocketAttribute.remote_port)
+        except (OSError, anyio.TypedAttributeLookupError):
+            peer_port = 0  # the client reset the connection before we got to it
         conn = RawConnection(stream, self, index, peer_port)
         self.stats.connection_opened(id(conn), peer_port)
         try:

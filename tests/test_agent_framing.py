@@ -191,3 +191,16 @@ async def test_a_response_with_both_framings_is_never_reused(raw_server: RawServ
         assert second.reused_socket is False
         assert raw_server.stats.opened == 2
         assert await wait_until(lambda: raw_server.stats.closed >= 1)
+
+
+async def test_numeric_host_forms_reach_and_name_the_address(raw_server: RawServer) -> None:
+    """A resolver reads these as 127.0.0.1: so do the Host header and the pool key."""
+    port = raw_server.port
+    hosts = ["2130706433", "0x7f.1", "0177.0.0.1", "127.1", "0x7f000001", "127.0.0.1"]
+    async with Agent() as agent:
+        for host in hosts:
+            response = await agent.get(f"http://{host}:{port}/")
+            assert response.status == 200
+        assert len(agent.stats().origins) == 1
+    assert [r.header("host") for r in raw_server.received] == [f"127.0.0.1:{port}"] * len(hosts)
+    assert raw_server.stats.opened == 1

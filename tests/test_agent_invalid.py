@@ -35,6 +35,10 @@ pytestmark = pytest.mark.anyio
         "http://127.0.0.1:{port}/a\x00b",
         "http://127.0.0.1:{port}/a b",
         "http://127.0.0.1:notaport/",
+        "http://evil.example\\@127.0.0.1:{port}/",
+        "http://a@b@127.0.0.1:{port}/",
+        "http://127.0.0.1:{port}/a\x01b",
+        "http://%31%32%37.0.0.1:{port}/",
     ],
 )
 async def test_invalid_url_opens_no_connection(server: UvicornServer, url: str) -> None:
@@ -51,6 +55,22 @@ async def test_invalid_method(server: UvicornServer, method: str) -> None:
         with pytest.raises(InvalidRequest):
             await agent.request(method, f"{server.url}/echo")
     assert server.stats.opened == 0
+
+
+# str.upper() turns the long s into S and the dotless i into I: these must not become POST, GIT.
+@pytest.mark.parametrize("method", ["po\u017ft", "\u017fearch", "g\u0131t", "g\u0435t"])
+async def test_non_ascii_method_is_refused_before_upper_casing(
+    server: UvicornServer, method: str
+) -> None:
+    async with Agent() as agent:
+        with pytest.raises(InvalidRequest, match="is not an ASCII token"):
+            await agent.request(method, f"{server.url}/echo")
+    assert server.stats.opened == 0
+
+
+async def test_ascii_method_is_upper_cased(server: UvicornServer) -> None:
+    async with Agent() as agent:
+        assert (await agent.request("post", f"{server.url}/echo")).json()["method"] == "POST"
 
 
 @pytest.mark.parametrize(
@@ -76,6 +96,24 @@ async def test_invalid_header_names_and_values(server: UvicornServer, headers: A
             await agent.get(f"{server.url}/echo", headers=list(headers.items()))
         assert_settled(agent)
     assert server.stats.opened == 0
+
+
+@pytest.mark.parametrize("value", ["v\x01", "v\x08w", "v\x0bw", "\x1b[31mred", "v\x1f", "v\x7f"])
+async def test_control_characters_in_header_values_are_refused(
+    server: UvicornServer, value: str
+) -> None:
+    async with Agent() as agent:
+        for headers in ({"X-A": value}, {b"X-A": value.encode()}):
+            with pytest.raises(InvalidRequest, match="'X-A' value contains the control character"):
+                await agent.get(f"{server.url}/echo", headers=headers)
+        assert_settled(agent)
+    assert server.stats.opened == 0
+
+
+async def test_tab_inside_a_header_value_is_sent(server: UvicornServer) -> None:
+    async with Agent() as agent:
+        echo = (await agent.get(f"{server.url}/echo", headers={"X-A": "a\tb"})).json()
+    assert ["x-a", "a\tb"] in echo["headers"]
 
 
 async def test_invalid_request_is_a_value_error_and_an_agent_error(server: UvicornServer) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 
 from starlette_agent import (
     Agent,
     AgentError,
     AgentMiddleware,
+    AgentOptions,
     InvalidOption,
     InvalidOptionType,
 )
@@ -71,3 +74,60 @@ def test_middleware_options_are_agent_errors_too() -> None:
         AgentMiddleware(app, shutdown_timeout=-1)
     with pytest.raises(InvalidOptionType, match="agent"):
         AgentMiddleware(app, agent=42)  # type: ignore[arg-type]
+
+
+# Options the Agent constructor may not take yet: checked where every option is, AgentOptions.
+OPTIONS_BAD_VALUES = [
+    ("headers_timeout", 0),
+    ("headers_timeout", -1.5),
+    ("headers_timeout", float("nan")),
+    ("headers_timeout", float("inf")),
+    ("allowed_networks", ["10.0.0.1/8"]),
+    ("allowed_networks", ["10.0.0.0/33"]),
+    ("allowed_networks", ["not a network"]),
+]
+
+OPTIONS_BAD_TYPES = [
+    ("headers_timeout", "30"),
+    ("block_private_networks", "yes"),
+    ("block_private_networks", 1),
+    ("allowed_networks", "10.0.0.0/8"),
+    ("allowed_networks", [10]),
+]
+
+
+@pytest.mark.parametrize(("option", "value"), OPTIONS_BAD_VALUES)
+def test_options_refuse_a_bad_value_naming_it(option: str, value: object) -> None:
+    with pytest.raises(InvalidOption) as caught:
+        AgentOptions(**{option: value})  # type: ignore[arg-type]
+    named = value[0] if isinstance(value, list) else value
+    assert option in str(caught.value) and repr(named) in str(caught.value)
+
+
+@pytest.mark.parametrize(("option", "value"), OPTIONS_BAD_TYPES)
+def test_options_refuse_a_bad_type_naming_it(option: str, value: object) -> None:
+    with pytest.raises(InvalidOptionType) as caught:
+        AgentOptions(**{option: value})  # type: ignore[arg-type]
+    named = value[0] if isinstance(value, list) else value
+    assert option in str(caught.value) and repr(named) in str(caught.value)
+
+
+def test_network_options_are_normalised_to_a_tuple_of_cidr_strings() -> None:
+    defaults = AgentOptions()
+    assert defaults.block_private_networks is False
+    assert defaults.allowed_networks == ()
+    assert defaults.headers_timeout == 30.0
+    options = AgentOptions(
+        block_private_networks=True,
+        allowed_networks=["10.0.0.0/8", ipaddress.ip_network("fd00::/8"), "127.0.0.1", "::1"],
+        headers_timeout=None,
+    )
+    assert options.allowed_networks == ("10.0.0.0/8", "fd00::/8", "127.0.0.1/32", "::1/128")
+    same = AgentOptions(
+        block_private_networks=True,
+        allowed_networks=("10.0.0.0/8", "fd00::/8", "127.0.0.1/32", "::1/128"),
+        headers_timeout=None,
+    )
+    assert options == same and hash(options) == hash(same)
+    generated = AgentOptions(allowed_networks=(f"10.{i}.0.0/16" for i in range(2)))
+    assert generated.allowed_networks == ("10.0.0.0/16", "10.1.0.0/16")

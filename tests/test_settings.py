@@ -63,6 +63,11 @@ def test_option_names_with_underscores_match_longest_first() -> None:
         ("AGENT_KEEP_ALIVE", "maybe", "keep_alive must be true or false"),
         ("AGENT_SSL_CONTEXT", "x", "ssl_context cannot be set from the environment"),
         ("AGENT_PAYMENTS_CONNECTOR", "x", "connector cannot be set from the environment"),
+        ("AGENT_HEADERS_TIMEOUT", "-1", "headers_timeout must be a finite number"),
+        ("AGENT_HEADERS_TIMEOUT", "soon", "headers_timeout must be a number"),
+        ("AGENT_BLOCK_PRIVATE_NETWORKS", "maybe", "block_private_networks must be true or false"),
+        ("AGENT_ALLOWED_NETWORKS", "10.0.0.1/8", "'10.0.0.1/8' is not a network"),
+        ("AGENT_ALLOWED_NETWORKS", "10.0.0.0/8,localhost", "'localhost' is not a network"),
     ],
 )
 def test_bad_values_are_rejected_naming_variable_and_value(
@@ -75,6 +80,26 @@ def test_bad_values_are_rejected_naming_variable_and_value(
     assert fragment in message
     assert caught.value.variable == variable
     assert caught.value.value == value
+
+
+def test_network_options_and_headers_timeout_from_variables() -> None:
+    found = settings_from(
+        {
+            "AGENT_BLOCK_PRIVATE_NETWORKS": "true",
+            "AGENT_ALLOWED_NETWORKS": " 10.0.0.0/8, fd00::/8 ,,127.0.0.1",
+            "AGENT_HEADERS_TIMEOUT": "5",
+            "AGENT_PAYMENTS_ALLOWED_NETWORKS": "",
+            "AGENT_PAYMENTS_HEADERS_TIMEOUT": "none",
+        }
+    )
+    assert found["default"] == AgentSettings(
+        block_private_networks=True,
+        allowed_networks=["10.0.0.0/8", "fd00::/8", "127.0.0.1/32"],
+        headers_timeout=5.0,
+    )
+    assert found["default"].options.allowed_networks == ("10.0.0.0/8", "fd00::/8", "127.0.0.1/32")
+    assert found["payments"] == AgentSettings(headers_timeout=None)
+    assert repr(found["payments"]) == "AgentSettings(headers_timeout=None)"
 
 
 def test_bad_values_fail_registry_construction_at_startup() -> None:
