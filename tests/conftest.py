@@ -1,4 +1,5 @@
-"""Fixtures: the anyio backends, and the test servers (see ``servers.py``).
+"""Fixtures: the anyio backends and the test servers (see ``servers.py``); plugins: the
+socket-leak check every test passes (see ``socket_leaks.py``).
 
 Servers are session-scoped and run in one background thread; the function-scoped fixtures reset
 their counters so each test counts only its own traffic.
@@ -10,6 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 from servers import RawServer, ServerThread, TLSFiles, UvicornServer, tls_files
+
+# The socket-leak check (an autouse fixture) and pytester, which tests that check.
+pytest_plugins = ["socket_leaks", "pytester"]
 
 
 @pytest.fixture(
