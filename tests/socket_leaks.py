@@ -236,9 +236,13 @@ def _gc_paused() -> Iterator[None]:
 
 # --------------------------------------------------------------------------- dropped sockets
 
-# The warnings Python gives when it finalises a TCP socket, or a transport, nobody closed: the
-# standard socket (asyncio and trio hold these), asyncio's transports, uvloop's TCP transports.
-UNCLOSED_WARNING = r"unclosed (<socket\.socket [^>]*proto=6|transport|resource <TCPTransport)"
+# The warnings Python gives when it finalises a TCP socket, or its transport, nobody closed: the
+# standard socket (asyncio and trio hold these), asyncio's socket and TLS transports, uvloop's.
+UNCLOSED_WARNING = (
+    r"unclosed (<socket\.socket [^>]*proto=6"
+    r"|transport <[\w.]*(_SelectorSocketTransport|_SSLProtocolTransport)"
+    r"|resource <TCPTransport)"
+)
 
 
 def collect_dropped_sockets() -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import socket
 from collections.abc import AsyncIterator, Iterator
 
@@ -9,7 +11,7 @@ import anyio
 import anyio.abc
 import pytest
 from servers import UvicornServer
-from socket_leaks import SocketLeakCheck, TcpSocket
+from socket_leaks import SocketLeakCheck, TcpSocket, collect_dropped_sockets
 
 
 def _listener(host: str = "127.0.0.1") -> socket.socket:
@@ -106,6 +108,25 @@ def test_the_uvicorn_server_sockets_are_not_clients(server: UvicornServer) -> No
         client.sendall(b"GET /peer HTTP/1.1\r\nHost: x\r\n\r\n")
         assert client.recv(1024).startswith(b"HTTP/1.1 200")
         # uvicorn's accepted socket (opened after the baseline) is server-side.
+        assert check.leaked() == []
+
+
+def test_the_collector_names_a_dropped_asyncio_transport() -> None:
+    with _listener() as listener:
+        check = SocketLeakCheck()
+        loop = asyncio.new_event_loop()
+        gc.disable()  # the transport must be finalised by the collection under test, not before
+        try:
+            streams = loop.run_until_complete(asyncio.open_connection(*listener.getsockname()))
+            loop.close()
+            assert _the_one(check.leaked()).state == "ESTABLISHED"
+            del streams, loop  # the transport and its protocol hold each other: garbage
+            dropped = collect_dropped_sockets()
+        finally:
+            gc.enable()
+        assert any(
+            text.startswith("unclosed transport <_SelectorSocketTransport") for text in dropped
+        )
         assert check.leaked() == []
 
 
