@@ -2,8 +2,8 @@
 hypercorn, ``real_servers.py``); plugins: the socket-leak check every test passes (see
 ``socket_leaks.py``).
 
-Servers are session-scoped and run in one background thread; the function-scoped fixtures reset
-their counters so each test counts only its own traffic.
+Servers are session-scoped and run in one background thread (nginx: in a child process); the
+function-scoped fixtures reset their counters so each test counts only its own traffic.
 """
 
 from __future__ import annotations
