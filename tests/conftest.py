@@ -1,15 +1,22 @@
-"""Fixtures: the anyio backends, and the test servers (see ``servers.py``).
+"""Fixtures: the anyio backends and the test servers (see ``servers.py`` and, for nginx and
+hypercorn, ``real_servers.py``); plugins: the socket-leak check every test passes (see
+``socket_leaks.py``).
 
-Servers are session-scoped and run in one background thread; the function-scoped fixtures reset
-their counters so each test counts only its own traffic.
+Servers are session-scoped and run in one background thread (nginx: in a child process); the
+function-scoped fixtures reset their counters so each test counts only its own traffic.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
+from real_servers import HypercornServer, NginxServer, nginx_binary
 from servers import RawServer, ServerThread, TLSFiles, UvicornServer, tls_files
+
+# The socket-leak check (an autouse fixture) and pytester, which tests that check.
+pytest_plugins = ["socket_leaks", "pytester"]
 
 
 @pytest.fixture(
@@ -72,6 +79,25 @@ def _raw(server_thread: ServerThread) -> Iterator[RawServer]:
     server.close()
 
 
+@pytest.fixture(scope="session")
+def _nginx() -> Iterator[NginxServer]:
+    binary = nginx_binary()
+    if binary is None:
+        if os.geteuid() == 0:
+            pytest.fail("nginx is not installed: scripts/test installs the Debian package nginx")
+        pytest.skip("nginx is not installed, and only root can install it (scripts/test does)")
+    server = NginxServer(binary)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def _hypercorn(server_thread: ServerThread) -> Iterator[HypercornServer]:
+    server = HypercornServer(server_thread, keep_alive_timeout=1)
+    yield server
+    server.close()
+
+
 @pytest.fixture
 def server(_uvicorn: UvicornServer) -> UvicornServer:
     """A uvicorn (keep-alive timeout 5 s) with counters reset for this test."""
@@ -105,3 +131,19 @@ def raw_server(_raw: RawServer) -> RawServer:
     """The scriptable fault server; set ``raw_server.handler`` in the test."""
     _raw.reset()
     return _raw
+
+
+@pytest.fixture
+def nginx_server(_nginx: NginxServer) -> NginxServer:
+    """nginx (``keepalive_timeout 1s``, ``keepalive_requests 100``), counting from its access
+    log, which it writes just after each response: wait for the counts."""
+    _nginx.reset()
+    return _nginx
+
+
+@pytest.fixture
+def hypercorn_server(_hypercorn: HypercornServer) -> HypercornServer:
+    """hypercorn serving the uvicorn routes, closing idle connections after 1 s; it counts a
+    connection at its first request."""
+    _hypercorn.reset()
+    return _hypercorn

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 
 import httpx
+from real_servers import HypercornServer, NginxServer
 from servers import RawConnection, RawServer, UvicornServer, response_bytes, wait_until_sync
 
 
@@ -67,3 +68,32 @@ def test_raw_server_runs_the_handler(raw_server: RawServer) -> None:
     assert wait_until_sync(lambda: raw_server.stats.closed == 1)
     assert raw_server.stats.opened == 1
     assert raw_server.stats.requests == 1
+
+
+def test_nginx_counts_from_its_access_log(nginx_server: NginxServer) -> None:
+    with httpx.Client() as client:
+        ports = [int(client.get(f"{nginx_server.url}/peer").text) for _ in range(3)]
+        assert client.get(nginx_server.file_url(10)).content == b"x" * 10
+    with httpx.Client() as client:
+        assert client.get(f"{nginx_server.url}/missing").status_code == 404
+    assert wait_until_sync(lambda: nginx_server.stats.requests == 5)
+    assert nginx_server.stats.opened == 2
+    assert nginx_server.stats.request_ports[:4] == ports + ports[:1]
+    assert nginx_server.stats.request_lines[-2:] == ["GET /files/10", "GET /missing"]
+    assert nginx_server.stats.statuses == [200, 200, 200, 200, 404]
+    nginx_server.reset()
+    assert (nginx_server.stats.opened, nginx_server.stats.requests) == (0, 0)
+
+
+def test_hypercorn_counts_a_connection_at_its_first_request(
+    hypercorn_server: HypercornServer,
+) -> None:
+    with httpx.Client() as client:
+        ports = [client.get(f"{hypercorn_server.url}/peer").json()["port"] for _ in range(3)]
+    with httpx.Client() as client:
+        echo = client.post(f"{hypercorn_server.url}/echo", content=b"hi").json()
+    assert echo["body"] == "hi"
+    assert hypercorn_server.stats.opened == 2
+    assert hypercorn_server.stats.requests == 4
+    assert hypercorn_server.stats.peer_ports == [ports[0], echo["client_port"]]
+    assert hypercorn_server.stats.request_lines == ["GET /peer"] * 3 + ["POST /echo"]
