@@ -209,11 +209,18 @@ def unsolicited_when_idle(data: bytes, after: float) -> RawHandler:
 # --------------------------------------------------------------------------- socket server moves
 
 
-def wait_for_peer_to_leave(conn: socket.socket, timeout: float = 5.0) -> None:
+class ClientStayed(AssertionError):
+    """The client kept a connection open that it should have closed."""
+
+
+def wait_for_peer_to_leave(conn: socket.socket, timeout: float = 10.0) -> None:
     """Block until the client closes or resets the connection, reading nothing meanwhile: a
-    peer that truly stops reading, yet notices when it is left."""
+    peer that truly stops reading, yet notices when it is left. Raises ``ClientStayed`` (the
+    ``SocketServer`` records it) when the client is still there after ``timeout``."""
     deadline = time.monotonic() + timeout
-    while not peer_left(conn) and time.monotonic() < deadline:
+    while not peer_left(conn):
+        if time.monotonic() > deadline:
+            raise ClientStayed(f"the client kept the connection open for {timeout}s")
         time.sleep(0.01)
 
 

@@ -13,6 +13,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import anyio
 import pytest
@@ -45,18 +46,25 @@ class OpenConnections:
         return tracked
 
 
+@dataclass
+class Upstream:
+    url: str
+    open: Callable[[], int]  # connections the server holds open right now
+    errors: list[BaseException]  # what its handlers raised
+
+
 @contextmanager
-def serving(fault: Fault, raw_server: RawServer) -> Iterator[tuple[str, Callable[[], int]]]:
-    """The fault's server: its URL, and how many connections it holds open right now."""
+def serving(fault: Fault, raw_server: RawServer) -> Iterator[Upstream]:
+    """The fault's server."""
     if fault.handler is not None:
         raw_server.handler = fault.handler
-        yield raw_server.url, lambda: raw_server.stats.open
+        yield Upstream(raw_server.url, lambda: raw_server.stats.open, raw_server.errors)
         return
     assert fault.socket_handler is not None
     connections = OpenConnections()
     server = SocketServer(connections.track(fault.socket_handler))
     try:
-        yield server.url, lambda: connections.open
+        yield Upstream(server.url, lambda: connections.open, server.errors)
     finally:
         server.close()
 
@@ -83,7 +91,8 @@ def assert_outcome(fault: Fault, outcome: Response | AgentError, origin: str) ->
 
 @pytest.mark.parametrize("fault", FAULTS, ids=str)
 async def test_fault(fault: Fault, raw_server: RawServer) -> None:
-    with serving(fault, raw_server) as (url, server_open):
+    with serving(fault, raw_server) as upstream:
+        url = upstream.url
         async with Agent(**fault.options) as agent:
             with anyio.fail_after(10):
                 for _ in range(fault.warm_up):
@@ -99,13 +108,14 @@ async def test_fault(fault: Fault, raw_server: RawServer) -> None:
             assert stats.idle == fault.kept_idle, stats.as_dict()
             assert stats.retries == fault.retries, stats.as_dict()
             # The socket in doubt is closed, not just forgotten: the server sees it go.
-            assert await wait_until(lambda: server_open() <= agent.stats().idle), server_open()
+            assert await wait_until(lambda: upstream.open() <= agent.stats().idle), upstream.open()
 
             with anyio.fail_after(10):
                 for _ in range(3):
                     healthy = await agent.get(f"{url}/ok")
                     assert (healthy.status, healthy.content) == (200, b"ok")
             assert_settled(agent)
+    assert upstream.errors == []
 
 
 def test_the_catalogue_is_whole() -> None:
