@@ -121,6 +121,7 @@ class Agent:
         self._loop_ref: weakref.ref[object] | None = None
         #: Set on the global agent of a loop: when that loop ends, the agent closes for good.
         self._ends_with_loop = False
+        self._idle: anyio.Event | None = None  # set when the last request in flight ends
 
     # -- the public surface --------------------------------------------------------------------
 
@@ -230,6 +231,19 @@ class Agent:
             yield response
         finally:
             await response.aclose()
+
+    async def wait_idle(self) -> None:
+        """Return once no request is in flight or queued on this agent; at once if none is.
+
+        In flight means connecting, sending, or holding a socket until its response body is
+        read (a ``stream()`` block still open). A graceful shutdown waits for this, bounded by
+        a timeout of its own (``with anyio.move_on_after(10): await agent.wait_idle()``), and
+        then calls ``aclose()``. Requests that arrive meanwhile are waited for too.
+        """
+        while self._busy():
+            if self._idle is None:
+                self._idle = anyio.Event()
+            await self._idle.wait()
 
     async def aclose(self) -> None:
         """Close every socket, idle or in use, and refuse further requests with AgentClosed."""
@@ -412,20 +426,30 @@ class Agent:
                 self._reaper.schedule(conn.idle_deadline)
         else:
             to_close = self._pool.release(conn, reusable=False)
-        await self._close(to_close)
+        await self._close(to_close)  # wakes wait_idle() when this was the last request
 
     async def _discard(self, conn: Connection) -> None:
         await self._close(self._pool.discard(conn))
 
     async def _close(self, conns: list[Connection]) -> None:
-        if not conns:
-            return
-        with anyio.CancelScope(shield=True):
-            for conn in conns:
-                if not conn.closed:
-                    self._counters.connections_closed += 1
-                    await conn.aclose()
-                self._pool.close_done(conn)
+        if conns:
+            with anyio.CancelScope(shield=True):
+                for conn in conns:
+                    if not conn.closed:
+                        self._counters.connections_closed += 1
+                        await conn.aclose()
+                    self._pool.close_done(conn)
+        self._wake_idle_waiters()
+
+    def _busy(self) -> bool:
+        """Whether a request is in flight (connecting, sending, or its body unread) or queued."""
+        pool = self._pool
+        return pool.sockets > pool.idle or pool.queued > 0
+
+    def _wake_idle_waiters(self) -> None:
+        if self._idle is not None and not self._busy():
+            self._idle.set()
+            self._idle = None
 
     async def _event_loop_ending(self) -> None:
         """The loop this agent's sockets belong to is ending: close them now.
