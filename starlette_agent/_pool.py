@@ -29,7 +29,9 @@ The async ``Agent`` asks it for a socket and then carries out the answer:
 
 Limits follow Node's ``http.Agent``: ``max_sockets`` counts an origin's active, connecting and
 idle sockets; ``max_total_sockets`` counts them over all origins; ``max_free_sockets`` bounds the
-idle ones per origin. Queues are FIFO per origin; for room under ``max_total_sockets`` the
+idle ones per origin. An idle socket closed to make room for another origin's new one (under
+``max_total_sockets``) counts in its own origin until it is shut, while the two share one slot
+overall. Queues are FIFO per origin; for room under ``max_total_sockets`` the
 longest-waiting request whose origin is under its own limit goes first.
 
 Cost: ``acquire`` and ``release`` are O(1) in the number of origins and sockets. Only
@@ -67,8 +69,11 @@ class PoolClosedError(Exception):
 class Reservation(Generic[C]):
     """Permission to open one new connection for ``key``, already counted as its socket.
 
-    ``evicted`` is an idle connection of another origin that was closed to make room under
-    ``max_total_sockets``; the caller must close it.
+    ``evicted`` is a connection taken out of the pool to make room for this one (an idle socket
+    under ``max_total_sockets``, or the socket a retry must not reuse): the two share one slot.
+    The caller closes it, and reports ``close_done``, before connecting. A reservation given up
+    before then (``connect_failed``, or ``cancel`` of the waiter it was granted to) hands
+    ``evicted`` back for closing; it then holds the slot alone until its ``close_done``.
     """
 
     key: str
@@ -117,6 +122,10 @@ class Pool(Generic[C]):
         self._idle_lru: OrderedDict[C, None] = OrderedDict()  # every idle socket, oldest first
         self._connections: set[C] = set()  # every open connection, active or idle
         self._closing: set[C] = set()  # handed to the caller to close; still hold their slots
+        # Handed out as ``Reservation.evicted``, not yet reported shut: the key of the reservation
+        # each shares its slot with. One evicted for another origin still counts in its own
+        # origin (never in the total twice), so that origin never opens a socket over its limit.
+        self._evicted: dict[C, str] = {}
         # Requests that may take room freed in *another* origin; only kept when total is bounded.
         # Entries already served stay until they reach the front (lazy removal keeps grants O(1)).
         self._total_waiters: deque[Waiter[C]] = deque()
@@ -151,13 +160,21 @@ class Pool(Generic[C]):
         return self._enqueue(origin, key, fresh)
 
     def close_done(self, conn: C) -> None:
-        """``conn``, returned earlier for closing, is now shut: its slot goes to a waiter."""
+        """``conn``, returned earlier for closing, is now shut: its slot goes to a waiter.
+
+        A reservation's ``evicted`` connection leaves its slot to the reservation.
+        """
         if conn in self._closing:
             self._closing.discard(conn)
             self._release_slot(self._origins[conn.pool_key], conn.pool_key)
+        elif conn in self._evicted:
+            self._evicted_shut(conn)
 
     def connected(self, reservation: Reservation[C], conn: C) -> bool:
         """Record that ``reservation`` became ``conn``. False: the pool closed, close ``conn``."""
+        if reservation.evicted in self._evicted:
+            # The caller was to close it before connecting, as a reservation requires.
+            self._evicted_shut(reservation.evicted)
         if self.closed:
             self.connect_failed(reservation)
             return False
@@ -165,9 +182,31 @@ class Pool(Generic[C]):
         return True
 
     def connect_failed(self, reservation: Reservation[C]) -> list[C]:
-        """Give back the slot of a reservation that did not become a connection."""
-        self._release_slot(self._origins[reservation.key], reservation.key)
-        return []
+        """Give back the slot of a reservation that did not become a connection.
+
+        Returns its ``evicted`` connection if that is not shut yet: it keeps the slot until its
+        ``close_done``, so that no new socket overlaps it.
+        """
+        key = reservation.key
+        origin = self._origins[key]
+        victim = reservation.evicted
+        if victim is None or victim not in self._evicted:
+            self._release_slot(origin, key)
+            return []
+        del self._evicted[victim]
+        victim_key = victim.pool_key
+        if self.closed:
+            # close() has let go of every slot; only the counts of held reservations remain.
+            self._release_slot(origin, key)
+            if victim_key != key:
+                self._socket_gone(self._origins[victim_key], victim_key)
+            return [victim]
+        self._closing.add(victim)
+        if victim_key != key:
+            # The victim, counted in its own origin all along, takes the slot overall alone;
+            # this origin has its own room back.
+            self._socket_gone(origin, key)
+        return [victim]
 
     def cancel(self, waiter: Waiter[C]) -> list[C]:
         """A queued request stopped waiting; hand on whatever it was granted meanwhile."""
@@ -279,10 +318,10 @@ class Pool(Generic[C]):
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _reserve(self, origin: _Origin[C], key: str, *, evicted: C | None = None) -> Reservation[C]:
+    def _reserve(self, origin: _Origin[C], key: str) -> Reservation[C]:
         origin.sockets += 1
         self._sockets += 1
-        return Reservation(key, evicted)
+        return Reservation(key)
 
     def _enqueue(self, origin: _Origin[C], key: str, fresh: bool) -> Waiter[C]:
         waiter: Waiter[C] = Waiter(key, fresh=fresh)
@@ -309,6 +348,7 @@ class Pool(Generic[C]):
         # A retry wants a new socket: this one's slot becomes its reservation, and the
         # retrying task closes it before connecting, as with any eviction.
         self._connections.discard(conn)
+        self._evicted[conn] = waiter.key
         self._grant(waiter, Reservation(waiter.key, evicted=conn))
         return []
 
@@ -316,12 +356,29 @@ class Pool(Generic[C]):
         """Close an idle socket to make room: its slot passes straight to a new reservation,
         whose task closes it before connecting."""
         self._take_out_idle(victim)
-        victim_origin = self._origins[victim.pool_key]
-        victim_origin.sockets -= 1
-        self._sockets -= 1
-        if victim_origin is not origin:
-            self._forget_origin_if_unused(victim_origin, victim.pool_key)
-        return self._reserve(origin, key, evicted=victim)
+        self._evicted[victim] = key
+        if victim.pool_key != key:
+            # It stays counted in its own origin until it is shut; overall, the two share a slot.
+            origin.sockets += 1
+        return Reservation(key, victim)
+
+    def _evicted_shut(self, victim: C) -> None:
+        """A reservation's evicted connection is shut: the reservation has their slot alone."""
+        key = self._evicted.pop(victim)
+        if victim.pool_key != key:
+            self._socket_gone(self._origins[victim.pool_key], victim.pool_key)
+
+    def _socket_gone(self, origin: _Origin[C], key: str) -> None:
+        """``origin`` has one socket less, while the total is unchanged: a waiter may now go."""
+        origin.sockets -= 1
+        if (
+            not self.closed
+            and origin.waiters
+            and origin.sockets < self._max_sockets
+            and self._sockets < self._max_total
+        ):
+            self._grant(origin.waiters.popleft(), self._reserve(origin, key))
+        self._forget_origin_if_unused(origin, key)
 
     def _take_out_idle(self, idle_conn: C) -> None:
         """Remove an idle connection from the pool's books, except for its slot."""
