@@ -371,13 +371,13 @@ class Pool(Generic[C]):
     def _socket_gone(self, origin: _Origin[C], key: str) -> None:
         """``origin`` has one socket less, while the total is unchanged: a waiter may now go."""
         origin.sockets -= 1
-        if (
-            not self.closed
-            and origin.waiters
-            and origin.sockets < self._max_sockets
-            and self._sockets < self._max_total
-        ):
-            self._grant(origin.waiters.popleft(), self._reserve(origin, key))
+        if not self.closed and origin.waiters and origin.sockets < self._max_sockets:
+            if self._sockets < self._max_total:
+                self._grant(origin.waiters.popleft(), self._reserve(origin, key))
+            elif self._idle_lru:
+                # Full overall, but some origin has a socket sitting idle: close it for us.
+                victim = next(iter(self._idle_lru))
+                self._grant(origin.waiters.popleft(), self._evict_for(victim, origin, key))
         self._forget_origin_if_unused(origin, key)
 
     def _take_out_idle(self, idle_conn: C) -> None:

@@ -186,6 +186,20 @@ def test_total_queue_skips_origins_at_their_own_limit() -> None:
     assert wait_a.grant is a
 
 
+def test_an_origin_with_room_again_does_not_wait_behind_an_idle_socket() -> None:
+    pool: Pool[FakeConn] = Pool(max_sockets=1, max_total_sockets=2)
+    a, x = connect(pool, "a"), connect(pool, "x")
+    pool.release(a, reusable=True)
+    granted = pool.acquire("b")
+    assert isinstance(granted, Reservation) and granted.evicted is a
+    waiter = pool.acquire("a")  # "a" is at its limit until its evicted socket is shut
+    assert isinstance(waiter, Waiter)
+    assert pool.release(x, reusable=True) == []  # nobody else could use its slot
+    pool.close_done(a)
+    assert isinstance(waiter.grant, Reservation) and waiter.grant.evicted is x
+    assert pool.idle == 0 and pool.queued == 0
+
+
 def test_fresh_acquire_skips_idle_and_evicts_at_the_limit() -> None:
     pool: Pool[FakeConn] = Pool(max_sockets=1)
     conn = connect(pool, "a")
@@ -366,10 +380,12 @@ class PoolMachine(RuleBasedStateMachine):
             elif isinstance(grant, Reservation) and grant.evicted is not None:
                 victim = grant.evicted
                 if victim not in self.evicted and victim not in self.shut:
-                    # A retry gets the slot of the socket it must not reuse, to close it first.
-                    assert victim is released, (victim, released)
+                    if victim is released:
+                        passed_on = True  # a retry gets the slot of the socket it won't reuse
+                    else:
+                        assert victim in self.idle, "only an idle socket is evicted"
+                        del self.idle[victim]
                     self.evicted.add(victim)
-                    passed_on = True
         if released is not None and released not in returned and not passed_on:
             assert not self.closed
             self.idle[released] = None
@@ -658,6 +674,8 @@ class PoolMachine(RuleBasedStateMachine):
             if queued:
                 assert idle == 0, key
                 assert active >= self.max_sockets or self.pool.sockets >= self.max_total, key
+                # Nor behind another origin's idle socket, which could make room for it.
+                assert active >= self.max_sockets or self.pool.idle == 0, key
 
 
 PoolMachine.TestCase.settings = settings(max_examples=300, stateful_step_count=60, deadline=None)
