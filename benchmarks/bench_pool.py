@@ -18,7 +18,7 @@ the time per cycle, in microseconds, and its ratio to the smallest size of the s
   of the next origin, round robin, and gives it back (without limits, and with ``max_sockets=4``
   and a ``max_total_sockets`` that does not bind).
 
-    .venv/bin/python benchmarks/bench_pool.py [--rounds 7] [--seconds 0.2]
+    .venv/bin/python benchmarks/bench_pool.py [--rounds 7] [--seconds 0.2] [--only idle]
 
 Not a test: run it by hand. Absolute times on shared machines are noise; read the ratios.
 """
@@ -147,29 +147,28 @@ def idle_sockets(origins: int, *, limited: bool) -> Cycle:
     return cycle
 
 
-def time_per_cycle(cycle: Cycle, rounds: int, seconds: float) -> float:
-    """Median seconds per call of ``cycle`` over ``rounds`` rounds of about ``seconds`` each."""
+def calibrate(cycle: Cycle, seconds: float) -> int:
+    """How many calls of ``cycle`` take about ``seconds``; warms it up on the way."""
     calls = 1
-    while True:  # calibrate, which also warms up
+    while True:
         started = time.perf_counter()
         for _ in range(calls):
             cycle()
         elapsed = time.perf_counter() - started
         if elapsed >= seconds / 10:
-            break
+            return max(1, int(calls * seconds / elapsed))
         calls *= 2
-    calls = max(1, int(calls * seconds / elapsed))
-    samples = []
+
+
+def time_per_cycle(cycle: Cycle, calls: int) -> float:
     gc.disable()
     try:
-        for _ in range(rounds):
-            started = time.perf_counter()
-            for _ in range(calls):
-                cycle()
-            samples.append((time.perf_counter() - started) / calls)
+        started = time.perf_counter()
+        for _ in range(calls):
+            cycle()
+        return (time.perf_counter() - started) / calls
     finally:
         gc.enable()
-    return statistics.median(samples)
 
 
 SCENARIOS: list[tuple[str, str, list[int], Callable[[int], Cycle]]] = [
@@ -195,16 +194,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--seconds", type=float, default=0.2, help="length of one round")
+    parser.add_argument("--only", default="", help="run the scenarios whose name contains this")
     args = parser.parse_args()
     print(f"median of {args.rounds} rounds, us per cycle (ratio to the smallest size)")
     print(f"{'scenario':28s} {'size':>14s} {'us':>9s} {'ratio':>7s}")
     for name, unit, sizes, build in SCENARIOS:
-        base = None
-        for size in sizes:
-            per = time_per_cycle(build(size), args.rounds, args.seconds)
-            base = base or per
+        if args.only not in name:
+            continue
+        cycles = [build(size) for size in sizes]
+        calls = [calibrate(cycle, args.seconds) for cycle in cycles]
+        samples: list[list[float]] = [[] for _ in sizes]
+        for _ in range(args.rounds):  # sizes take turns, so drift on the machine hits all alike
+            for index, cycle in enumerate(cycles):
+                samples[index].append(time_per_cycle(cycle, calls[index]))
+        medians = [statistics.median(times) for times in samples]
+        for size, median in zip(sizes, medians, strict=True):
             label = f"{size:,} {unit}"
-            print(f"{name:28s} {label:>14s} {per * 1e6:9.2f} {per / base:6.2f}x", flush=True)
+            ratio = median / medians[0]
+            print(f"{name:28s} {label:>14s} {median * 1e6:9.2f} {ratio:6.2f}x", flush=True)
 
 
 if __name__ == "__main__":

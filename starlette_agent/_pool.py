@@ -31,18 +31,28 @@ Limits follow Node's ``http.Agent``: ``max_sockets`` counts an origin's active, 
 idle sockets; ``max_total_sockets`` counts them over all origins; ``max_free_sockets`` bounds the
 idle ones per origin. An idle socket closed to make room for another origin's new one (under
 ``max_total_sockets``) counts in its own origin until it is shut, while the two share one slot
-overall. Queues are FIFO per origin; for room under ``max_total_sockets`` the
-longest-waiting request whose origin is under its own limit goes first.
+overall. Queues are FIFO per origin. A slot freed in an origin goes to that origin's queue
+first; room freed under ``max_total_sockets`` otherwise goes to the longest-waiting request whose
+origin is under its own limit.
 
-Cost: ``acquire`` and ``release`` are O(1) in the number of origins and sockets. Only
-``expire`` (run by the reaper, not by requests) looks at every idle socket, and a grant under
-``max_total_sockets`` skips queued requests whose own origin is full.
+Cost: each call a request makes (``acquire``, ``release``, ``discard``, ``cancel``,
+``connected``, ``connect_failed``, ``close_done``) is O(1), amortised, in the number of origins,
+sockets and queued requests. Under ``max_total_sockets`` the pool keeps the queued requests whose
+origin is under ``max_sockets`` in one list, oldest first, so whether another origin waits for
+room and who gets a freed slot are read off its front. A request joins that list when it queues
+and leaves it once: served, cancelled, or because its origin reached ``max_sockets`` (from then
+on, each socket that origin frees goes to its own queue). One rare step costs O(queued): an origin
+with requests waiting that gets room back while the total stays full, and no socket is idle
+(a socket evicted from it for another origin is shut, or its reservation that evicted one is
+given up), merges them into the list by arrival. Only the reaper's calls,
+``expire`` and ``next_deadline``, look at every idle socket.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, Literal, Protocol, TypeVar
@@ -83,11 +93,12 @@ class Reservation(Generic[C]):
 class Waiter(Generic[C]):
     """A queued request. ``grant`` is set, and ``wake`` called, when it is served."""
 
-    __slots__ = ("fresh", "grant", "key", "wake")
+    __slots__ = ("arrival", "fresh", "grant", "key", "wake")
 
-    def __init__(self, key: str, *, fresh: bool = False) -> None:
+    def __init__(self, key: str, *, fresh: bool = False, arrival: int = 0) -> None:
         self.key = key
         self.fresh = fresh
+        self.arrival = arrival  # place in the order of all queued requests
         self.grant: C | Reservation[C] | PoolClosedError | None = None
         self.wake: Callable[[], None] | None = None
 
@@ -98,7 +109,7 @@ class _Origin(Generic[C]):
     def __init__(self) -> None:
         self.sockets = 0  # active + connecting + idle
         self.idle: OrderedDict[C, None] = OrderedDict()  # oldest freed first
-        self.waiters: deque[Waiter[C]] = deque()
+        self.waiters: OrderedDict[Waiter[C], None] = OrderedDict()  # oldest first
 
 
 class Pool(Generic[C]):
@@ -126,9 +137,11 @@ class Pool(Generic[C]):
         # each shares its slot with. One evicted for another origin still counts in its own
         # origin (never in the total twice), so that origin never opens a socket over its limit.
         self._evicted: dict[C, str] = {}
-        # Requests that may take room freed in *another* origin; only kept when total is bounded.
-        # Entries already served stay until they reach the front (lazy removal keeps grants O(1)).
-        self._total_waiters: deque[Waiter[C]] = deque()
+        self._arrivals = 0  # numbers queued requests in the order they came
+        # Requests ready for room freed in *another* origin: every queued request whose origin is
+        # under max_sockets, oldest first. Only kept when max_total_sockets is set.
+        self._ready: OrderedDict[Waiter[C], None] = OrderedDict()
+        self._track_ready = self._max_total != math.inf
         self.closed = False
 
     # -- asking for a socket -------------------------------------------------------------------
@@ -213,7 +226,8 @@ class Pool(Generic[C]):
         grant, waiter.grant = waiter.grant, PoolClosedError()
         if grant is None:
             origin = self._origins[waiter.key]
-            origin.waiters.remove(waiter)
+            del origin.waiters[waiter]
+            self._ready.pop(waiter, None)
             self._queued -= 1
             self._forget_origin_if_unused(origin, waiter.key)
             return []
@@ -234,8 +248,8 @@ class Pool(Generic[C]):
         if not reusable or self.closed:
             return self._drop(conn, origin, key)
         if origin.waiters:
-            return self._hand_over(origin.waiters.popleft(), conn)
-        if self._total_waiters and self._sockets >= self._max_total and self._total_waiter_can_go():
+            return self._hand_over(self._next_waiter(origin), conn)
+        if self._ready and self._sockets >= self._max_total:
             # Another origin waits for room under max_total_sockets: close this socket, whose
             # slot then goes to that waiter, rather than keep it idle for nobody.
             return self._drop(conn, origin, key)
@@ -277,8 +291,8 @@ class Pool(Generic[C]):
         self.closed = True
         for origin in self._origins.values():
             while origin.waiters:
-                self._grant(origin.waiters.popleft(), PoolClosedError())
-        self._total_waiters.clear()
+                self._grant(origin.waiters.popitem(last=False)[0], PoolClosedError())
+        self._ready.clear()
         conns = list(self._connections)
         for conn in self._closing:
             self._origins[conn.pool_key].sockets -= 1
@@ -324,15 +338,12 @@ class Pool(Generic[C]):
         return Reservation(key)
 
     def _enqueue(self, origin: _Origin[C], key: str, fresh: bool) -> Waiter[C]:
-        waiter: Waiter[C] = Waiter(key, fresh=fresh)
-        origin.waiters.append(waiter)
+        waiter: Waiter[C] = Waiter(key, fresh=fresh, arrival=self._arrivals)
+        self._arrivals += 1
+        origin.waiters[waiter] = None
         self._queued += 1
-        if self._max_total != math.inf:
-            queue = self._total_waiters
-            if len(queue) > 2 * self._queued + 16:
-                # Drop entries served through their own origin, so the queue stays O(waiting).
-                self._total_waiters = queue = deque(w for w in queue if w.grant is None)
-            queue.append(waiter)
+        if self._track_ready and origin.sockets < self._max_sockets:
+            self._ready[waiter] = None
         return waiter
 
     def _grant(self, waiter: Waiter[C], grant: C | Reservation[C] | PoolClosedError) -> None:
@@ -373,11 +384,13 @@ class Pool(Generic[C]):
         origin.sockets -= 1
         if not self.closed and origin.waiters and origin.sockets < self._max_sockets:
             if self._sockets < self._max_total:
-                self._grant(origin.waiters.popleft(), self._reserve(origin, key))
+                self._grant(self._next_waiter(origin), self._reserve(origin, key))
             elif self._idle_lru:
                 # Full overall, but some origin has a socket sitting idle: close it for us.
                 victim = next(iter(self._idle_lru))
-                self._grant(origin.waiters.popleft(), self._evict_for(victim, origin, key))
+                self._grant(self._next_waiter(origin), self._evict_for(victim, origin, key))
+            elif self._track_ready and origin.sockets + 1 >= self._max_sockets:
+                self._list_ready(origin)  # it was full: its requests may now take room overall
         self._forget_origin_if_unused(origin, key)
 
     def _take_out_idle(self, idle_conn: C) -> None:
@@ -400,35 +413,43 @@ class Pool(Generic[C]):
             self._forget_origin_if_unused(origin, key)
             return
         if origin.waiters and origin.sockets < self._max_sockets:
-            self._grant(origin.waiters.popleft(), self._reserve(origin, key))
-        elif self._total_waiters and self._sockets < self._max_total:
-            waiter = self._next_total_waiter()
-            if waiter is not None:
-                self._grant(waiter, self._reserve(self._origins[waiter.key], waiter.key))
+            self._grant(self._next_waiter(origin), self._reserve(origin, key))
+        elif self._ready and self._sockets < self._max_total:
+            # The longest-waiting request whose origin is under its own limit takes the room.
+            # Queues are FIFO per origin, so it heads its origin's queue.
+            waiter = next(iter(self._ready))
+            taker = self._origins[waiter.key]
+            self._grant(self._next_waiter(taker), self._reserve(taker, waiter.key))
+            if taker.sockets >= self._max_sockets:
+                self._unlist_ready(taker)
         self._forget_origin_if_unused(origin, key)
 
-    def _total_waiter_can_go(self) -> bool:
-        """Whether some request queued for room overall has room in its own origin."""
-        return any(
-            waiter.grant is None and self._origins[waiter.key].sockets < self._max_sockets
-            for waiter in self._total_waiters
-        )
+    def _next_waiter(self, origin: _Origin[C]) -> Waiter[C]:
+        """Take the head of ``origin``'s queue."""
+        waiter = origin.waiters.popitem(last=False)[0]
+        if self._track_ready:
+            self._ready.pop(waiter, None)
+        return waiter
 
-    def _next_total_waiter(self) -> Waiter[C] | None:
-        """Take the longest-waiting request whose own origin is under ``max_sockets``."""
-        queue = self._total_waiters
-        while queue and queue[0].grant is not None:
-            queue.popleft()
-        for index, waiter in enumerate(queue):
-            if waiter.grant is not None:
-                continue
-            origin = self._origins[waiter.key]
-            if origin.sockets < self._max_sockets:
-                del queue[index]
-                # Per-origin queues are FIFO too, so this waiter heads its origin's queue.
-                origin.waiters.remove(waiter)
-                return waiter
-        return None
+    def _unlist_ready(self, origin: _Origin[C]) -> None:
+        """``origin`` reached ``max_sockets``: room freed elsewhere is not for its requests."""
+        ready = self._ready
+        for waiter in origin.waiters:
+            del ready[waiter]
+
+    def _list_ready(self, origin: _Origin[C]) -> None:
+        """``origin`` is under ``max_sockets`` again: its requests may take room freed elsewhere.
+
+        Costs O(queued requests) unless they are all newer than the ones listed already; it only
+        happens when an origin loses a socket while the total stays full (one evicted from it
+        shut, or its reservation that evicted one given up), never as requests come and go.
+        """
+        ready = self._ready
+        if ready and next(iter(origin.waiters)).arrival < next(reversed(ready)).arrival:
+            merged = heapq.merge(ready, origin.waiters, key=lambda waiter: waiter.arrival)
+            self._ready = OrderedDict.fromkeys(merged)
+        else:
+            ready.update(dict.fromkeys(origin.waiters))
 
     def _forget_origin_if_unused(self, origin: _Origin[C], key: str) -> None:
         if not origin.sockets and not origin.waiters and self._origins.get(key) is origin:

@@ -200,6 +200,59 @@ def test_an_origin_with_room_again_does_not_wait_behind_an_idle_socket() -> None
     assert pool.idle == 0 and pool.queued == 0
 
 
+def test_room_overall_goes_to_requests_in_order_of_arrival_across_origins() -> None:
+    pool: Pool[FakeConn] = Pool(max_total_sockets=5)
+    held = [connect(pool, "x") for _ in range(5)]
+    arrivals = [pool.acquire(key) for key in ["b", "d", "b", "b", "d"]]
+    served: list[Any] = []
+    for conn in held:
+        close_all(pool, pool.release(conn, reusable=False))
+        served += [w for w in arrivals if w.grant is not None and w not in served]
+    assert served == arrivals
+    assert all(isinstance(w, Waiter) and isinstance(w.grant, Reservation) for w in served)
+
+
+def test_an_origin_that_reaches_its_limit_stops_waiting_for_room_overall() -> None:
+    pool: Pool[FakeConn] = Pool(max_sockets=1, max_total_sockets=2)
+    a, c = connect(pool, "a"), connect(pool, "c")
+    first, second = pool.acquire("b"), pool.acquire("b")
+    assert isinstance(first, Waiter) and isinstance(second, Waiter)
+    close_all(pool, pool.release(a, reusable=False))
+    assert isinstance(first.grant, Reservation) and second.grant is None
+    # "b" is at its own limit now: nobody else can use c's slot, so c stays idle.
+    assert pool.release(c, reusable=True) == []
+    assert pool.origin_counts() == {"b": (1, 0, 1), "c": (0, 1, 0)}
+
+
+def test_freed_room_goes_to_its_own_origin_first() -> None:
+    pool: Pool[FakeConn] = Pool(max_sockets=2, max_total_sockets=3)
+    a1, a2, c = connect(pool, "a"), connect(pool, "a"), connect(pool, "c")
+    first_b, first_a, second_b = pool.acquire("b"), pool.acquire("a"), pool.acquire("b")
+    assert isinstance(first_b, Waiter) and isinstance(first_a, Waiter)
+    assert isinstance(second_b, Waiter)
+    # "c" has nobody waiting, "b" waits for room overall: c is closed, not kept idle.
+    close_all(pool, pool.release(c, reusable=True))
+    assert isinstance(first_b.grant, Reservation) and first_a.grant is second_b.grant is None
+    close_all(pool, pool.release(a1, reusable=False))
+    assert isinstance(first_a.grant, Reservation) and second_b.grant is None
+    close_all(pool, pool.release(a2, reusable=False))
+    assert isinstance(second_b.grant, Reservation)
+
+
+def test_an_origin_with_room_again_queues_for_room_overall_by_arrival() -> None:
+    pool: Pool[FakeConn] = Pool(max_sockets=1, max_total_sockets=2)
+    a, c = connect(pool, "a"), connect(pool, "c")
+    pool.release(a, reusable=True)
+    granted = pool.acquire("b")
+    assert isinstance(granted, Reservation) and granted.evicted is a
+    older, newer = pool.acquire("a"), pool.acquire("d")  # "a" waits behind its evicted socket
+    assert isinstance(older, Waiter) and isinstance(newer, Waiter)
+    pool.close_done(a)  # "a" has room again, but nothing is free overall
+    assert older.grant is None and newer.grant is None
+    close_all(pool, pool.release(c, reusable=False))
+    assert isinstance(older.grant, Reservation) and newer.grant is None
+
+
 def test_fresh_acquire_skips_idle_and_evicts_at_the_limit() -> None:
     pool: Pool[FakeConn] = Pool(max_sockets=1)
     conn = connect(pool, "a")
