@@ -44,17 +44,20 @@ and leaves it once: served, cancelled, or because its origin reached ``max_socke
 on, each socket that origin frees goes to its own queue). One rare step costs O(queued): an origin
 with requests waiting that gets room back while the total stays full, and no socket is idle
 (a socket evicted from it for another origin is shut, or its reservation that evicted one is
-given up), merges them into the list by arrival. Only the reaper's calls,
-``expire`` and ``next_deadline``, look at every idle socket.
+given up), merges them into the list by arrival. The reaper's calls, ``expire`` and
+``next_deadline``, take O(expired) and O(1) while idle deadlines follow the order sockets were
+freed in (one keep-alive time for all), and look at every idle socket otherwise.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
+import operator
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import takewhile
 from typing import Generic, Literal, Protocol, TypeVar
 
 __all__ = ["Pool", "PoolClosedError", "PoolMember", "Reservation", "Waiter"]
@@ -131,6 +134,10 @@ class Pool(Generic[C]):
         self._sockets = 0
         self._queued = 0
         self._idle_lru: OrderedDict[C, None] = OrderedDict()  # every idle socket, oldest first
+        # Whether idle deadlines never decrease along _idle_lru, as when every response is kept
+        # as long: then the reaper's questions are answered from its front.
+        self._idle_in_deadline_order = True
+        self._latest_idle_deadline = -math.inf
         self._connections: set[C] = set()  # every open connection, active or idle
         self._closing: set[C] = set()  # handed to the caller to close; still hold their slots
         # Handed out as ``Reservation.evicted``, not yet reported shut: the key of the reservation
@@ -257,6 +264,10 @@ class Pool(Generic[C]):
             return self._drop(conn, origin, key)
         origin.idle[conn] = None
         self._idle_lru[conn] = None
+        if conn.idle_deadline >= self._latest_idle_deadline:
+            self._latest_idle_deadline = conn.idle_deadline
+        else:
+            self._idle_in_deadline_order = False
         return []
 
     def discard(self, conn: C) -> list[C]:
@@ -274,17 +285,31 @@ class Pool(Generic[C]):
 
     def expire(self, now: float) -> list[C]:
         """Take out every idle connection whose deadline has passed; return them to close."""
-        expired = [conn for conn in self._idle_lru if conn.idle_deadline <= now]
+        if self._idle_in_deadline_order:
+            expired = list(takewhile(lambda conn: conn.idle_deadline <= now, self._idle_lru))
+        else:
+            expired = [conn for conn in self._idle_lru if conn.idle_deadline <= now]
         for conn in expired:
             self._take_out_idle(conn)
             self._closing.add(conn)
         return expired
 
     def next_deadline(self) -> float | None:
-        """The earliest idle deadline, or None when nothing is idle."""
-        if not self._idle_lru:
+        """The earliest idle deadline, or None when nothing is idle.
+
+        O(1) while idle deadlines follow the order sockets were freed in (one keep-alive time
+        for all); otherwise this looks at every idle socket, and notes if they are in order again.
+        """
+        idle = self._idle_lru
+        if not idle:
+            self._idle_in_deadline_order, self._latest_idle_deadline = True, -math.inf
             return None
-        return min(conn.idle_deadline for conn in self._idle_lru)
+        if self._idle_in_deadline_order:
+            return next(iter(idle)).idle_deadline
+        deadlines = [conn.idle_deadline for conn in idle]
+        self._latest_idle_deadline = deadlines[-1]
+        self._idle_in_deadline_order = all(map(operator.le, deadlines, deadlines[1:]))
+        return min(deadlines)
 
     def close(self) -> list[C]:
         """Refuse new requests, fail queued ones, and return every connection to close."""

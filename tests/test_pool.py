@@ -345,6 +345,19 @@ def test_expire_takes_out_only_expired_idle() -> None:
     assert pool.acquire("a") is new
 
 
+def test_expire_finds_deadlines_out_of_the_order_sockets_were_freed_in() -> None:
+    pool: Pool[FakeConn] = Pool()
+    long, short, last = connect(pool, "a", "long"), connect(pool, "b", "short"), connect(pool, "a")
+    long.idle_deadline, short.idle_deadline, last.idle_deadline = 30.0, 10.0, 40.0
+    for conn in (long, short, last):
+        pool.release(conn, reusable=True)
+    assert pool.next_deadline() == 10.0
+    assert pool.expire(15.0) == [short]
+    assert pool.next_deadline() == 30.0
+    assert pool.expire(35.0) == [long]
+    assert pool.next_deadline() == 40.0
+
+
 def test_close_fails_waiters_and_returns_every_connection() -> None:
     pool: Pool[FakeConn] = Pool(max_sockets=1)
     conn = connect(pool, "a")
