@@ -17,6 +17,8 @@ the time per cycle, in microseconds, and its ratio to the smallest size of the s
 * ``idle sockets``: ``origins`` origins each keep 4 idle sockets; a request takes an idle socket
   of the next origin, round robin, and gives it back (without limits, and with ``max_sockets=4``
   and a ``max_total_sockets`` that does not bind).
+* ``reaper wake, nothing due``: what the idle reaper asks on waking (``expire``, then
+  ``next_deadline``) with ``idle`` sockets kept, freed in turn with one keep-alive time.
 
     .venv/bin/python benchmarks/bench_pool.py [--rounds 7] [--seconds 0.2] [--only idle]
 
@@ -160,6 +162,21 @@ def calibrate(cycle: Cycle, seconds: float) -> int:
         calls *= 2
 
 
+def reaper_wake(idle: int) -> Cycle:
+    pool: Pool[Conn] = Pool()
+    keys = [f"http://origin-{n % 100}.test" for n in range(idle)]
+    conns = [connect(pool, pool.acquire(key), key) for key in keys]
+    for index, conn in enumerate(conns):
+        conn.idle_deadline = 1000.0 + index  # freed in turn, each kept as long
+        assert not pool.release(conn, reusable=True)
+
+    def cycle() -> None:
+        assert pool.expire(999.0) == []
+        assert pool.next_deadline() == 1000.0
+
+    return cycle
+
+
 def time_per_cycle(cycle: Cycle, calls: int) -> float:
     gc.disable()
     try:
@@ -187,6 +204,7 @@ SCENARIOS: list[tuple[str, str, list[int], Callable[[int], Cycle]]] = [
         [1, 10, 1000],
         lambda origins: idle_sockets(origins, limited=True),
     ),
+    ("reaper wake, nothing due", "idle", [10, 1000, 10000], reaper_wake),
 ]
 
 
