@@ -140,10 +140,12 @@ class Pool(Generic[C]):
         self._latest_idle_deadline = -math.inf
         self._connections: set[C] = set()  # every open connection, active or idle
         self._closing: set[C] = set()  # handed to the caller to close; still hold their slots
-        # Handed out as ``Reservation.evicted``, not yet reported shut: the key of the reservation
-        # each shares its slot with. One evicted for another origin still counts in its own
-        # origin (never in the total twice), so that origin never opens a socket over its limit.
-        self._evicted: dict[C, str] = {}
+        # Handed out as ``Reservation.evicted``, not yet reported shut, and the reservation each
+        # shares its slot with (both ways: the caller may clear ``evicted`` once it has it). One
+        # evicted for another origin still counts in its own origin (never in the total twice),
+        # so that origin never opens a socket over its limit.
+        self._evicted: dict[C, Reservation[C]] = {}
+        self._victims: dict[Reservation[C], C] = {}
         self._arrivals = 0  # numbers queued requests in the order they came
         # Requests ready for room freed in *another* origin: every queued request whose origin is
         # under max_sockets, oldest first. Only kept when max_total_sockets is set.
@@ -192,9 +194,10 @@ class Pool(Generic[C]):
 
     def connected(self, reservation: Reservation[C], conn: C) -> bool:
         """Record that ``reservation`` became ``conn``. False: the pool closed, close ``conn``."""
-        if reservation.evicted in self._evicted:
+        victim = self._victims.get(reservation)
+        if victim is not None:
             # The caller was to close it before connecting, as a reservation requires.
-            self._evicted_shut(reservation.evicted)
+            self._evicted_shut(victim)
         if self.closed:
             self.connect_failed(reservation)
             return False
@@ -209,8 +212,8 @@ class Pool(Generic[C]):
         """
         key = reservation.key
         origin = self._origins[key]
-        victim = reservation.evicted
-        if victim is None or victim not in self._evicted:
+        victim = self._victims.pop(reservation, None)
+        if victim is None:
             self._release_slot(origin, key)
             return []
         del self._evicted[victim]
@@ -384,24 +387,29 @@ class Pool(Generic[C]):
         # A retry wants a new socket: this one's slot becomes its reservation, and the
         # retrying task closes it before connecting, as with any eviction.
         self._connections.discard(conn)
-        self._evicted[conn] = waiter.key
-        self._grant(waiter, Reservation(waiter.key, evicted=conn))
+        self._grant(waiter, self._carrying(Reservation(waiter.key), conn))
         return []
 
     def _evict_for(self, victim: C, origin: _Origin[C], key: str) -> Reservation[C]:
         """Close an idle socket to make room: its slot passes straight to a new reservation,
         whose task closes it before connecting."""
         self._take_out_idle(victim)
-        self._evicted[victim] = key
         if victim.pool_key != key:
             # It stays counted in its own origin until it is shut; overall, the two share a slot.
             origin.sockets += 1
-        return Reservation(key, victim)
+        return self._carrying(Reservation(key), victim)
+
+    def _carrying(self, reservation: Reservation[C], victim: C) -> Reservation[C]:
+        reservation.evicted = victim
+        self._evicted[victim] = reservation
+        self._victims[reservation] = victim
+        return reservation
 
     def _evicted_shut(self, victim: C) -> None:
         """A reservation's evicted connection is shut: the reservation has their slot alone."""
-        key = self._evicted.pop(victim)
-        if victim.pool_key != key:
+        reservation = self._evicted.pop(victim)
+        del self._victims[reservation]
+        if victim.pool_key != reservation.key:
             self._socket_gone(self._origins[victim.pool_key], victim.pool_key)
 
     def _socket_gone(self, origin: _Origin[C], key: str) -> None:

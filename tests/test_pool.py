@@ -290,6 +290,19 @@ def test_failed_connect_hands_back_an_evicted_socket_not_yet_shut() -> None:
     assert pool.origin_counts() == {}
 
 
+def test_failed_connect_hands_back_the_evicted_socket_even_once_taken_off_the_reservation() -> None:
+    pool: Pool[FakeConn] = Pool(max_sockets=1)
+    conn = connect(pool, "a")
+    pool.release(conn, reusable=True)
+    reservation = pool.acquire("a", fresh=True)
+    assert isinstance(reservation, Reservation) and reservation.evicted is conn
+    reservation.evicted = None  # the caller took it to close, and was cancelled before it did
+    assert pool.connect_failed(reservation) == [conn]
+    assert pool.origin_counts() == {"a": (1, 0, 0)}
+    pool.close_done(conn)
+    assert pool.origin_counts() == {}
+
+
 def test_failed_connect_after_closing_the_evicted_socket_frees_the_slot() -> None:
     pool: Pool[FakeConn] = Pool(max_sockets=1)
     conn = connect(pool, "a")
