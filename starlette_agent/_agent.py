@@ -433,11 +433,20 @@ class Agent:
 
     async def _close(self, conns: list[Connection]) -> None:
         if conns:
-            with anyio.CancelScope(shield=True):
+            try:
+                with anyio.CancelScope(shield=True):
+                    for conn in conns:
+                        if not conn.closed:
+                            self._counters.connections_closed += 1
+                            await conn.aclose()
+                        self._pool.close_done(conn)
+            finally:
+                # A native asyncio Task.cancel() pierces anyio's shield: whatever it cut short is
+                # reset now, and every slot is still given back.
                 for conn in conns:
                     if not conn.closed:
                         self._counters.connections_closed += 1
-                        await conn.aclose()
+                    conn.abort_now()
                     self._pool.close_done(conn)
         self._wake_idle_waiters()
 
