@@ -30,13 +30,11 @@ from ._options import AgentOptionArgs, AgentOptions, resolve_options
 from ._pool import Pool, PoolClosedError, Reservation, Waiter
 from ._request import ContentTypes, HeaderTypes, PreparedRequest, prepare_request
 from ._response import Response
+from ._routes import Routes
 from ._stats import AgentStats, Counters
 from ._urls import Origin, parse_url
 
 logger = logging.getLogger("starlette_agent")
-
-#: Pool keys remembered per agent; past this the oldest is forgotten (and recomputed if needed).
-MAX_CACHED_POOL_KEYS = 1024
 
 
 class Agent:
@@ -71,12 +69,12 @@ class Agent:
             config.headers_timeout,
         )
         self._counters = Counters()
-        self._default_ssl_context = config.ssl_context
-        self._tls_ids: weakref.WeakKeyDictionary[ssl.SSLContext, int] = weakref.WeakKeyDictionary()
-        self._last_tls_id = 0  # ids are never reused, unlike id() of a collected context
-        # Pool keys by origin and TLS identity; bounded, as a service may call unboundedly many
-        # origins (or make a context per request).
-        self._pool_keys: dict[tuple[Any, ...], str] = {}
+        self._routes = Routes(
+            local_address=config.local_address,
+            ssl_context=config.ssl_context,
+            proxy=config.proxy,
+            trust_env=config.trust_env,
+        )
         self._reaper = _IdleReaper(self)
         # The event loop the sockets belong to; weak, so an agent never keeps a finished loop.
         self._loop_ref: weakref.ref[object] | None = None
@@ -115,7 +113,7 @@ class Agent:
         TLS identity (verification mode and which SSL context), so a socket made without
         certificate checks is never handed to a request that wants them.
         """
-        return self._pool_key(parse_url(url).origin, ssl_context)
+        return self._routes.key(parse_url(url).origin, ssl_context)
 
     def stats(self) -> AgentStats:
         """Sockets per origin (active, idle, queued) and running counters."""
@@ -256,7 +254,7 @@ class Agent:
             )
 
     async def _send_pooled(self, request: PreparedRequest, timeouts: Timeouts) -> Response:
-        key = self._pool_key(request.origin, request.ssl_context)
+        key = self._routes.key(request.origin, request.ssl_context)
         fresh = False
         while True:
             conn, reused = await self._checkout(key, request, timeouts, fresh=fresh)
@@ -360,7 +358,8 @@ class Agent:
             conn = await open_connection(
                 reservation.key,
                 request.origin,
-                ssl_context=self._ssl_context_for(request),
+                ssl_context=self._routes.ssl_context_for(request.origin, request.ssl_context),
+                proxy=self._routes.proxy_for(request.origin),
                 connector=self.config.connector,
                 local_address=self.config.local_address,
                 connect_timeout=timeouts.connect,
@@ -444,65 +443,7 @@ class Agent:
         if not pool.sockets:
             self._loop_ref = None
 
-    # -- keys, TLS and keep-alive ----------------------------------------------------------------
-
-    def _pool_key(self, origin: Origin, ssl_context: ssl.SSLContext | None) -> str:
-        if origin.scheme != "https":
-            cache_key: tuple[Any, ...] = (origin,)
-        else:
-            context = ssl_context or self._default_ssl_context
-            if context is None:
-                cache_key = (origin, None)
-            else:
-                # Read live: a context's verification settings can change after creation.
-                cache_key = (
-                    origin,
-                    self._tls_id(context),
-                    context.verify_mode,
-                    context.check_hostname,
-                )
-        key = self._pool_keys.get(cache_key)
-        if key is None:
-            if len(self._pool_keys) >= MAX_CACHED_POOL_KEYS:
-                del self._pool_keys[next(iter(self._pool_keys))]  # the oldest entry
-            key = self._pool_keys[cache_key] = self._describe_key(cache_key)
-        return key
-
-    def _describe_key(self, cache_key: tuple[Any, ...]) -> str:
-        origin: Origin = cache_key[0]
-        parts = [str(origin)]
-        if self.config.local_address is not None:
-            parts.append(f"local={self.config.local_address}")
-        if origin.scheme == "https":
-            if cache_key[1] is None:
-                parts.append("tls=verify,context=default")
-            else:
-                _, tls_id, verify_mode, check_hostname = cache_key
-                if verify_mode == ssl.CERT_NONE:
-                    mode = "no-verify"
-                elif check_hostname:
-                    mode = "verify"
-                else:
-                    mode = "verify-cert-only"
-                parts.append(f"tls={mode},context={tls_id}")
-        return ";".join(parts)
-
-    def _tls_id(self, context: ssl.SSLContext) -> int:
-        tls_id = self._tls_ids.get(context)
-        if tls_id is None:
-            self._last_tls_id += 1
-            tls_id = self._tls_ids[context] = self._last_tls_id
-        return tls_id
-
-    def _ssl_context_for(self, request: PreparedRequest) -> ssl.SSLContext | None:
-        if request.origin.scheme != "https":
-            return None
-        if request.ssl_context is not None:
-            return request.ssl_context
-        if self._default_ssl_context is None:
-            # Created on first use: loading the system CA store takes milliseconds.
-            self._default_ssl_context = _shared_default_context()
-        return self._default_ssl_context
+    # -- keep-alive ------------------------------------------------------------------------------
 
     def _keep_for(self, headers: list[tuple[bytes, bytes]]) -> float:
         """Seconds a socket may stay idle after this response (0: do not keep it)."""
@@ -625,13 +566,3 @@ class _IdleReaper:
         finally:
             self._running = False
             self._sleep = None
-
-
-_default_context: ssl.SSLContext | None = None
-
-
-def _shared_default_context() -> ssl.SSLContext:
-    global _default_context
-    if _default_context is None:
-        _default_context = ssl.create_default_context()
-    return _default_context

@@ -121,6 +121,8 @@ OPTION_TABLE: dict[str, EnvOption] = {
         EnvOption("block_private_networks", parse_bool),
         EnvOption("allowed_networks", parse_cidr_list),
         EnvOption("connector", None, node_name="createConnection"),
+        EnvOption("proxy", or_none(parse_text)),
+        EnvOption("trust_env", parse_bool),
     )
 }
 

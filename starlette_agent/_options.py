@@ -23,6 +23,7 @@ from anyio.abc import ByteStream
 from ._address_guard import parse_networks
 from ._errors import InvalidOption, InvalidOptionType
 from ._option_table import explain_unknown_option
+from ._proxy import parse_proxy
 from ._urls import Origin
 
 if TYPE_CHECKING:
@@ -73,6 +74,8 @@ class AgentOptions:
     block_private_networks: bool = False  # refuse loopback, private, link-local... addresses
     allowed_networks: Networks = ()  # CIDRs let through; normalised to a tuple of CIDR strings
     connector: Connector | None = None  # createConnection
+    proxy: str | None = None  # an http:// proxy URL, credentials allowed (never shown)
+    trust_env: bool = False  # read http_proxy, https_proxy, all_proxy and no_proxy
 
     def __new__(cls, *args: Any, **options: Any) -> AgentOptions:
         # The generated __init__ keeps its typed signature for type checkers; __new__ sees the
@@ -101,6 +104,12 @@ class AgentOptions:
                 "block_private_networks cannot check where a custom connector connects; "
                 "check the addresses in the connector, or drop one of the two options",
                 option="block_private_networks",
+            )
+        if self.connector is not None and (self.proxy is not None or self.trust_env):
+            raise InvalidOption(
+                "a custom connector opens the connections itself, so a proxy (proxy= or "
+                "trust_env=True) would never be used; tunnel in the connector, or drop it",
+                option="proxy" if self.proxy is not None else "trust_env",
             )
 
     @classmethod
@@ -143,7 +152,7 @@ class AgentOptions:
 
     def __repr__(self) -> str:
         changed = [
-            f"{field.name}={getattr(self, field.name)!r}"
+            f"{field.name}={_shown(field.name, getattr(self, field.name))!r}"
             for field in fields(self)
             if getattr(self, field.name) != field.default
         ]
@@ -172,6 +181,13 @@ class AgentOptionArgs(TypedDict, total=False):
     block_private_networks: bool
     allowed_networks: Networks
     connector: Connector | None
+    proxy: str | None
+    trust_env: bool
+
+
+def _shown(name: str, value: Any) -> Any:
+    """An option's value as repr shows it: a proxy URL without its credentials."""
+    return str(parse_proxy(value)) if name == "proxy" and value is not None else value
 
 
 def resolve_options(options: object, changes: AgentOptionArgs) -> AgentOptions:
@@ -269,6 +285,15 @@ def _check_networks(name: str, value: Any) -> tuple[str, ...]:
     return tuple(str(network) for network in parse_networks(value, option=name))
 
 
+def _check_proxy(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidOptionType(f"{name} must be a proxy URL string or None, got {type(value)}")
+    parse_proxy(value, option=name)  # its errors never show the password
+    return value
+
+
 def _check_connector(name: str, value: Any) -> Any:
     if value is not None and not callable(value):
         raise InvalidOptionType(f"{name} must be an async callable or None, got {value!r}")
@@ -295,6 +320,8 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "block_private_networks": _check_bool,
     "allowed_networks": _check_networks,
     "connector": _check_connector,
+    "proxy": _check_proxy,
+    "trust_env": _check_bool,
 }
 
 #: The defaults, validated once at import; ``Agent()`` and the registry share them.

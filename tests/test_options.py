@@ -171,6 +171,8 @@ ONE_BAD_VALUE_EACH: dict[str, object] = {
     "block_private_networks": "no",
     "allowed_networks": "10.0.0.0/8",
     "connector": "tcp",
+    "proxy": "socks5://proxy:1080",
+    "trust_env": "yes",
 }
 
 
