@@ -21,12 +21,12 @@ from ._errors import (
     WriteTimeout,
 )
 from ._global import global_agent, request
-from ._options import AgentOptions
+from ._options import AgentOptionArgs, AgentOptions, Connector, Scheduling
 from ._registry import AgentRegistry
 from ._response import Response
 from ._settings import AgentSettings
 from ._setup_errors import AgentNotConfigured, AgentSettingsError, UnknownAgentName
-from ._stats import AgentStats, OriginStats
+from ._stats import AgentStats, Counters, OriginStats
 from ._urls import Origin
 from .middleware import AgentMiddleware
 
@@ -38,6 +38,7 @@ __all__ = [
     "AgentError",
     "AgentMiddleware",
     "AgentNotConfigured",
+    "AgentOptionArgs",
     "AgentOptions",
     "AgentRegistry",
     "AgentSettings",
@@ -47,6 +48,8 @@ __all__ = [
     "BlockedAddress",
     "ConnectError",
     "ConnectTimeout",
+    "Connector",
+    "Counters",
     "InvalidOption",
     "InvalidOptionType",
     "InvalidRequest",
@@ -58,6 +61,7 @@ __all__ = [
     "RequestBodyError",
     "Response",
     "ResponseTooLarge",
+    "Scheduling",
     "StreamClosed",
     "UnknownAgentName",
     "WriteTimeout",

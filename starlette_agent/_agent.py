@@ -12,11 +12,10 @@ import logging
 import math
 import ssl
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from ipaddress import IPv4Network, IPv6Network
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 import anyio
 from starlette.datastructures import Headers
@@ -24,10 +23,10 @@ from starlette.datastructures import Headers
 from ._address_guard import AddressGuard
 from ._connect import open_connection
 from ._connection import Connection, ConnectionLostBeforeResponse, Timeouts
-from ._errors import AgentClosed, AgentError, InvalidOption, PoolTimeout, RemoteProtocolError
+from ._errors import AgentClosed, AgentError, PoolTimeout, RemoteProtocolError
 from ._eventloop import current_loop, spawn_background
 from ._keepalive import keep_alive_seconds
-from ._options import AgentOptions, Connector, Scheduling
+from ._options import AgentOptionArgs, AgentOptions, resolve_options
 from ._pool import Pool, PoolClosedError, Reservation, Waiter
 from ._request import ContentTypes, HeaderTypes, PreparedRequest, prepare_request
 from ._response import Response
@@ -48,69 +47,31 @@ class Agent:
     """
 
     def __init__(
-        self,
-        *,
-        keep_alive: bool = True,
-        max_sockets: int | None = None,
-        max_total_sockets: int | None = None,
-        max_free_sockets: int = 256,
-        scheduling: Scheduling = "lifo",
-        idle_timeout: float | None = 5.0,
-        keep_alive_timeout_buffer: float = 1.0,
-        connect_timeout: float | None = 10.0,
-        read_timeout: float | None = 30.0,
-        write_timeout: float | None = 30.0,
-        pool_timeout: float | None = None,
-        headers_timeout: float | None = 30.0,
-        max_requests_per_socket: int | None = None,
-        max_response_size: int | None = None,
-        ssl_context: ssl.SSLContext | None = None,
-        local_address: str | None = None,
-        connector: Connector | None = None,
-        block_private_networks: bool = False,
-        allowed_networks: Sequence[str | IPv4Network | IPv6Network] = (),
+        self, options: AgentOptions | None = None, /, **changes: Unpack[AgentOptionArgs]
     ) -> None:
-        self.config = AgentOptions(
-            keep_alive=keep_alive,
-            max_sockets=max_sockets,
-            max_total_sockets=max_total_sockets,
-            max_free_sockets=max_free_sockets,
-            scheduling=scheduling,
-            idle_timeout=idle_timeout,
-            keep_alive_timeout_buffer=keep_alive_timeout_buffer,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            write_timeout=write_timeout,
-            pool_timeout=pool_timeout,
-            headers_timeout=headers_timeout,
-            max_requests_per_socket=max_requests_per_socket,
-            max_response_size=max_response_size,
-            ssl_context=ssl_context,
-            local_address=local_address,
-            connector=connector,
-            block_private_networks=block_private_networks,
-            allowed_networks=tuple(str(network) for network in allowed_networks),
-        )
-        if block_private_networks and connector is not None:
-            raise InvalidOption(
-                "block_private_networks cannot check where a custom connector connects; "
-                "check the addresses in the connector, or drop one of the two options"
-            )
+        """``Agent(max_sockets=10)``, ``Agent(options)``, or ``Agent(options, max_sockets=10)``
+        for ``options`` with those changes; the options are validated once, into ``config``."""
+        #: The options this agent was made with (``AgentOptions``), validated.
+        self.config = config = resolve_options(options, changes)
         self._guard = AddressGuard(
-            block_private_networks=block_private_networks,
-            allowed_networks=self.config.allowed_networks,
+            block_private_networks=config.block_private_networks,
+            allowed_networks=config.allowed_networks,
         )
         self._pool: Pool[Connection] = Pool(
-            max_sockets=max_sockets,
-            max_total_sockets=max_total_sockets,
-            max_free_sockets=max_free_sockets,
-            scheduling=scheduling,
+            max_sockets=config.max_sockets,
+            max_total_sockets=config.max_total_sockets,
+            max_free_sockets=config.max_free_sockets,
+            scheduling=config.scheduling,
         )
         self._timeouts = Timeouts(
-            connect_timeout, read_timeout, write_timeout, pool_timeout, headers_timeout
+            config.connect_timeout,
+            config.read_timeout,
+            config.write_timeout,
+            config.pool_timeout,
+            config.headers_timeout,
         )
         self._counters = Counters()
-        self._default_ssl_context = ssl_context
+        self._default_ssl_context = config.ssl_context
         self._tls_ids: weakref.WeakKeyDictionary[ssl.SSLContext, int] = weakref.WeakKeyDictionary()
         self._last_tls_id = 0  # ids are never reused, unlike id() of a collected context
         # Pool keys by origin and TLS identity; bounded, as a service may call unboundedly many
@@ -433,11 +394,20 @@ class Agent:
 
     async def _close(self, conns: list[Connection]) -> None:
         if conns:
-            with anyio.CancelScope(shield=True):
+            try:
+                with anyio.CancelScope(shield=True):
+                    for conn in conns:
+                        if not conn.closed:
+                            self._counters.connections_closed += 1
+                            await conn.aclose()
+                        self._pool.close_done(conn)
+            finally:
+                # A native asyncio Task.cancel() pierces anyio's shield: whatever it cut short is
+                # reset now, and every slot is still given back.
                 for conn in conns:
                     if not conn.closed:
                         self._counters.connections_closed += 1
-                        await conn.aclose()
+                    conn.abort_now()
                     self._pool.close_done(conn)
         self._wake_idle_waiters()
 

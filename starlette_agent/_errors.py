@@ -40,7 +40,13 @@ class AgentError(Exception):
 class InvalidOption(AgentError, ValueError):
     """A configuration value is not acceptable: an Agent option, a middleware or registry
     setting, a test double's argument. Raised when the object is created, naming the option.
+
+    ``option`` is the agent option at fault (as it was spelt), when there is one.
     """
+
+    def __init__(self, message: str, *, option: str | None = None) -> None:
+        super().__init__(message)
+        self.option = option
 
 
 class InvalidOptionType(InvalidOption, TypeError):
