@@ -116,8 +116,8 @@ class AgentRegistry:
         the process environment. ``agents`` declares agents in code; variables override their
         options one by one. Every bad variable is rejected here, at startup, with its name.
         """
-        base = cls(agents)
-        recipes: dict[str, AgentSource] = dict(base._recipes)  # type: ignore[arg-type]
+        registry = cls(agents)
+        recipes = registry._recipes
         for name, options in read_agent_options(config, prefix=prefix).items():
             recipe = recipes.get(name, AgentSettings())
             if not isinstance(recipe, AgentSettings):
@@ -130,7 +130,7 @@ class AgentRegistry:
                     value=None,
                 )
             recipes[name] = recipe.replace(**options)
-        return cls(recipes)
+        return registry
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -266,7 +266,8 @@ def _lender(agent: Agent) -> AgentRegistry:
     """The registry that owns ``agent``, an instance handed over in code: one per instance."""
     lender = _lenders.get(id(agent))
     if lender is None:
-        lender = _lenders[id(agent)] = AgentRegistry({DEFAULT_NAME: _Instance(agent)})  # type: ignore[dict-item]
+        lender = _lenders[id(agent)] = AgentRegistry()
+        lender._recipes = {DEFAULT_NAME: _Instance(agent)}
     return lender
 
 
@@ -299,7 +300,7 @@ def _build(name: str, recipe: _Recipe) -> Agent:
 
 
 def _recipe(name: str, source: object) -> _Recipe:
-    if isinstance(source, Agent | AgentSettings | _Instance):
+    if isinstance(source, Agent | AgentSettings):
         return source
     if isinstance(source, AgentOptions):
         return AgentSettings(

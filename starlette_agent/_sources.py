@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TypeAlias
+from typing import TypeAlias, TypeGuard
 
 from ._agent import Agent
 from ._errors import InvalidOption, InvalidOptionType
@@ -26,7 +26,7 @@ __all__ = ["AgentRecipe", "checked_shutdown_timeout", "registry_of"]
 AgentRecipe: TypeAlias = "Agent | AgentOptions | AgentSettings | Callable[[], Agent]"
 
 
-def is_recipe(agent: object) -> bool:
+def is_recipe(agent: object) -> TypeGuard[AgentRecipe]:
     return isinstance(agent, Agent | AgentOptions | AgentSettings) or (
         callable(agent) and not isinstance(agent, str)
     )
@@ -40,8 +40,7 @@ def registry_of(agent: object, registry: object) -> AgentRegistry:
             f"returning an Agent, an agent name or None, got {agent!r}"
         )
     if registry is None:
-        source = agent if is_recipe(agent) else global_agent
-        return AgentRegistry({DEFAULT_NAME: source})  # type: ignore[dict-item]
+        return AgentRegistry({DEFAULT_NAME: agent if is_recipe(agent) else global_agent})
     if not isinstance(registry, AgentRegistry):
         raise InvalidOptionType(
             f"AgentMiddleware registry must be an AgentRegistry, got {registry!r}"
