@@ -1,7 +1,7 @@
 """Named agents for the apps of a process, and the one count of who still uses them.
 
-An ``AgentRegistry`` maps names to *recipes*: ``AgentOptions`` or ``AgentSettings`` (or a
-mapping of their keyword arguments), a zero-argument factory returning an ``Agent``, or an
+An ``AgentRegistry`` maps names to *recipes*: ``AgentOptions`` (also spelt ``AgentSettings``),
+or a mapping of its keyword arguments, a zero-argument factory returning an ``Agent``, or an
 ``Agent`` instance given in code. It creates no agent until it is opened, so a registry built at
 import time is safe under ``uvicorn --workers N``: each worker opens its own agents in its own
 lifespan.
@@ -41,27 +41,24 @@ from . import _lifecycle
 from ._agent import Agent
 from ._errors import AgentClosed, InvalidOption, InvalidOptionType
 from ._global import global_agent
-from ._options import AgentOptions
+from ._options import DEFAULT_OPTIONS, AgentOptions
 from ._settings import (
     DEFAULT_NAME,
     DEFAULT_PREFIX,
-    AgentSettings,
     normalise_name,
-    read_agent_options,
+    read_variables,
 )
 from ._setup_errors import AgentNotConfigured, AgentSettingsError, UnknownAgentName
 
 __all__ = ["AgentRegistry", "AgentSource"]
 
 #: What a registry entry may be: an agent to share, a recipe for one, or options as a mapping.
-AgentSource: TypeAlias = (
-    "Agent | AgentOptions | AgentSettings | Mapping[str, Any] | Callable[[], Agent]"
-)
+AgentSource: TypeAlias = "Agent | AgentOptions | Mapping[str, Any] | Callable[[], Agent]"
 
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 
 _RECIPE_TYPES = (
-    "an Agent, AgentOptions, AgentSettings, a mapping of Agent options or a zero-argument "
+    "an Agent, AgentOptions, a mapping of Agent options or a zero-argument "
     "factory returning an Agent"
 )
 
@@ -73,7 +70,7 @@ class _Instance:
     agent: Agent
 
 
-_Recipe: TypeAlias = "AgentSettings | Agent | _Instance | Callable[[], Agent]"
+_Recipe: TypeAlias = "AgentOptions | Agent | _Instance | Callable[[], Agent]"
 
 #: The lender of each Agent instance in use, by id(instance). Weak: a lender no registry holds
 #: is dropped, and as it holds its instance, an id here always belongs to a live instance.
@@ -95,7 +92,7 @@ class AgentRegistry:
             if key in recipes:
                 raise InvalidOption(f"agent name {name!r} is given twice (names ignore case)")
             recipes[key] = _recipe(key, source)
-        recipes.setdefault(DEFAULT_NAME, AgentSettings())
+        recipes.setdefault(DEFAULT_NAME, DEFAULT_OPTIONS)
         self._recipes = recipes
         self._opens = 0
         self._agents: dict[str, Agent] = {}
@@ -109,19 +106,22 @@ class AgentRegistry:
         *,
         agents: Mapping[str, AgentSource] | None = None,
         prefix: str = DEFAULT_PREFIX,
+        strict: bool = False,
     ) -> AgentRegistry:
         """A registry whose agents are configured by ``AGENT_*`` variables of ``config``.
 
         ``config`` is a ``starlette.config.Config`` (environment and ``.env`` file), by default
         the process environment. ``agents`` declares agents in code; variables override their
-        options one by one. Every bad variable is rejected here, at startup, with its name.
+        options one by one, and each agent's options are validated once. Every bad variable is
+        rejected here, at startup, with its name; ``strict=True`` also rejects every variable
+        starting with ``prefix`` that sets no option (always done for the ``.env`` file).
         """
         registry = cls(agents)
         recipes = registry._recipes
-        for name, options in read_agent_options(config, prefix=prefix).items():
-            recipe = recipes.get(name, AgentSettings())
-            if not isinstance(recipe, AgentSettings):
-                variables = ", ".join(f"{prefix}{name.upper()}_{o.upper()}" for o in options)
+        for name, found in read_variables(config, prefix=prefix, strict=strict).items():
+            recipe = recipes.get(name, DEFAULT_OPTIONS)
+            if not isinstance(recipe, AgentOptions):
+                variables = ", ".join(found.variables)
                 raise AgentSettingsError(
                     f"{variables} configure agent {name!r}, but that agent is given in code as "
                     f"an Agent instance or a factory, whose options are fixed; give "
@@ -129,7 +129,7 @@ class AgentRegistry:
                     variable=variables,
                     value=None,
                 )
-            recipes[name] = recipe.replace(**options)
+            recipes[name] = found.apply(recipe)
         return registry
 
     @property
@@ -140,10 +140,10 @@ class AgentRegistry:
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.lower() in self._recipes
 
-    def settings(self, name: str = DEFAULT_NAME) -> AgentSettings | None:
+    def settings(self, name: str = DEFAULT_NAME) -> AgentOptions | None:
         """The options agent ``name`` is created with; None for an instance or a factory."""
         recipe = self._recipes.get(self.check_name(name))
-        return recipe if isinstance(recipe, AgentSettings) else None
+        return recipe if isinstance(recipe, AgentOptions) else None
 
     def check_name(self, name: str, *, where: str = "") -> str:
         """The registry key for ``name``; ``UnknownAgentName`` (listing the known names) if none."""
@@ -273,7 +273,7 @@ def _lender(agent: Agent) -> AgentRegistry:
 
 def _build(name: str, recipe: _Recipe) -> Agent:
     """The agent ``recipe`` makes (or, for a lender, is); its errors say what to give instead."""
-    if isinstance(recipe, AgentSettings):
+    if isinstance(recipe, AgentOptions):
         return recipe.create_agent()
     if isinstance(recipe, _Instance):
         if recipe.agent.closed:
@@ -300,14 +300,16 @@ def _build(name: str, recipe: _Recipe) -> Agent:
 
 
 def _recipe(name: str, source: object) -> _Recipe:
-    if isinstance(source, Agent | AgentSettings):
+    if isinstance(source, Agent | AgentOptions):
         return source
-    if isinstance(source, AgentOptions):
-        return AgentSettings(
-            **{f.name: getattr(source, f.name) for f in dataclasses.fields(source)}
-        )
     if isinstance(source, Mapping):
-        return AgentSettings(**source)
+        try:
+            return AgentOptions(**source)
+        except InvalidOption as exc:
+            option = exc.option or ""
+            raise AgentSettingsError(
+                f"agent {name!r}: {exc}", variable=option, value=source.get(option)
+            ) from exc
     if callable(source):
         return source
     raise InvalidOptionType(f"agent {name!r} must be {_RECIPE_TYPES}, got {source!r}")

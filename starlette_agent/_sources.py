@@ -1,10 +1,10 @@
 """What an ``AgentMiddleware`` may be given, checked once, and turned into the registry it opens.
 
 Every source becomes one ``AgentRegistry``, the only owner of the agents' lifecycle: a registry
-as is; ``AgentOptions``, ``AgentSettings``, a zero-argument factory or an ``Agent`` instance as
-that registry's ``"default"``; nothing, or a name alone, the running event loop's global agent
-(``global_agent`` as a recipe: lent, shared with every other user of that loop). Errors name the
-option and the value.
+as is; ``AgentOptions`` (also spelt ``AgentSettings``), a zero-argument factory or an ``Agent``
+instance as that registry's ``"default"``; nothing, or a name alone, the running event loop's
+global agent (``global_agent`` as a recipe: lent, shared with every other user of that loop).
+Errors name the option and the value.
 """
 
 from __future__ import annotations
@@ -18,16 +18,16 @@ from ._errors import InvalidOption, InvalidOptionType
 from ._global import global_agent
 from ._options import AgentOptions
 from ._registry import AgentRegistry
-from ._settings import DEFAULT_NAME, AgentSettings
+from ._settings import DEFAULT_NAME
 
 __all__ = ["AgentRecipe", "checked_shutdown_timeout", "registry_of"]
 
 #: What builds (or is) one agent: options or a factory make a fresh one at each startup.
-AgentRecipe: TypeAlias = "Agent | AgentOptions | AgentSettings | Callable[[], Agent]"
+AgentRecipe: TypeAlias = "Agent | AgentOptions | Callable[[], Agent]"
 
 
 def is_recipe(agent: object) -> TypeGuard[AgentRecipe]:
-    return isinstance(agent, Agent | AgentOptions | AgentSettings) or (
+    return isinstance(agent, Agent | AgentOptions) or (
         callable(agent) and not isinstance(agent, str)
     )
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from starlette_agent import AgentOptions
-from starlette_agent._settings import _PARSERS
+from starlette_agent._option_table import OPTION_TABLE
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -118,8 +118,8 @@ def test_configuration_page_lists_every_option_and_variable() -> None:
     text = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
     for option in AgentOptions.names():
         assert f"`{option}`" in text, option
-        if option in _PARSERS:
-            assert f"`AGENT_{option.upper()}`" in text, option
+        if OPTION_TABLE[option].parse is not None:
+            assert f"`AGENT_{OPTION_TABLE[option].variable}`" in text, option
 
 
 def test_mkdocs_builds_the_site_strictly(tmp_path: Path) -> None:
