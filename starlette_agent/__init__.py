@@ -13,6 +13,7 @@ from ._errors import (
     InvalidOptionType,
     InvalidRequest,
     PoolTimeout,
+    ProxyError,
     ReadTimeout,
     RemoteProtocolError,
     RequestBodyError,
@@ -21,12 +22,12 @@ from ._errors import (
     WriteTimeout,
 )
 from ._global import global_agent, request
-from ._options import AgentOptions
+from ._options import AgentOptionArgs, AgentOptions, Connector, Scheduling
 from ._registry import AgentRegistry
 from ._response import Response
 from ._settings import AgentSettings
 from ._setup_errors import AgentNotConfigured, AgentSettingsError, UnknownAgentName
-from ._stats import AgentStats, OriginStats
+from ._stats import AgentStats, Counters, OriginStats
 from ._urls import Origin
 from .middleware import AgentMiddleware
 
@@ -38,6 +39,7 @@ __all__ = [
     "AgentError",
     "AgentMiddleware",
     "AgentNotConfigured",
+    "AgentOptionArgs",
     "AgentOptions",
     "AgentRegistry",
     "AgentSettings",
@@ -47,17 +49,21 @@ __all__ = [
     "BlockedAddress",
     "ConnectError",
     "ConnectTimeout",
+    "Connector",
+    "Counters",
     "InvalidOption",
     "InvalidOptionType",
     "InvalidRequest",
     "Origin",
     "OriginStats",
     "PoolTimeout",
+    "ProxyError",
     "ReadTimeout",
     "RemoteProtocolError",
     "RequestBodyError",
     "Response",
     "ResponseTooLarge",
+    "Scheduling",
     "StreamClosed",
     "UnknownAgentName",
     "WriteTimeout",

@@ -123,3 +123,40 @@ def test_global_agent_differs_between_event_loops() -> None:
     first = anyio.run(grab)
     second = anyio.run(grab)
     assert first is not second
+
+
+async def test_wait_idle_returns_when_the_last_request_ends(server: UvicornServer) -> None:
+    async with Agent() as agent:
+        await agent.wait_idle()  # nothing in flight: at once
+        finished: list[str] = []
+
+        async def call(delay: float) -> None:
+            await agent.get(f"{server.url}/slow?delay={delay}")
+            finished.append(f"call {delay}")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call, 0.2)
+            tg.start_soon(call, 0.4)
+            assert await wait_until(lambda: agent.stats().active == 2)
+            with anyio.fail_after(5):
+                await agent.wait_idle()
+            finished.append("idle")
+        assert finished == ["call 0.2", "call 0.4", "idle"]
+        assert agent.stats().idle == 2
+
+
+async def test_wait_idle_waits_for_an_open_stream(server: UvicornServer) -> None:
+    async with Agent() as agent:
+        order: list[str] = []
+
+        async def waiter() -> None:
+            await agent.wait_idle()
+            order.append("idle")
+
+        stream = agent.stream("GET", f"{server.url}/bytes/10")
+        async with stream as response, anyio.create_task_group() as tg:
+            tg.start_soon(waiter)
+            await anyio.sleep(0.1)
+            order.append("reading")
+            await response.aread()
+        assert order == ["reading", "idle"]
