@@ -134,7 +134,8 @@ class Agent:
     ) -> Response:
         """Send a request and read its whole response; the socket is back in the pool on return.
 
-        ``timeout`` replaces the connect, read, write and pool timeouts for this request.
+        ``timeout`` replaces the connect, read, write, pool and headers timeouts for this
+        request; None keeps the agent's own.
         """
         prepared = prepare_request(
             method, url, headers=headers, content=content, json=json, ssl_context=ssl_context
