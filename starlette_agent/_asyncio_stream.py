@@ -237,8 +237,9 @@ class AsyncioByteStream(ByteStream):
         # transport.abort() alone closes the descriptor; with unsent data queued the kernel
         # then keeps trying to deliver it (FIN-WAIT-1, for minutes), and the peer never learns
         # we left. A zero linger time makes the close a reset.
-        if self._sock is not None:
-            with contextlib.suppress(OSError):
+        if self._sock is not None and not self._protocol.lost:
+            # uvloop's socket object raises ValueError once its handle is closed.
+            with contextlib.suppress(OSError, ValueError):
                 self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _NO_LINGER)
         self._transport.abort()
 
