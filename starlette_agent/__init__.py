@@ -1,6 +1,7 @@
 """Node-style HTTP agents for Starlette and FastAPI: per-origin keep-alive socket pools."""
 
 from ._agent import Agent
+from ._connection import Timeouts
 from ._dependency import agent_dependency, get_agent
 from ._errors import (
     AgentClosed,
@@ -23,6 +24,7 @@ from ._errors import (
 from ._global import global_agent, request
 from ._options import AgentOptions
 from ._registry import AgentRegistry
+from ._request import Request
 from ._response import Response
 from ._settings import AgentSettings
 from ._setup_errors import AgentNotConfigured, AgentSettingsError, UnknownAgentName
@@ -55,10 +57,12 @@ __all__ = [
     "PoolTimeout",
     "ReadTimeout",
     "RemoteProtocolError",
+    "Request",
     "RequestBodyError",
     "Response",
     "ResponseTooLarge",
     "StreamClosed",
+    "Timeouts",
     "UnknownAgentName",
     "WriteTimeout",
     "__version__",
