@@ -20,6 +20,7 @@ from test_docs import ROOT, code_blocks
 from starlette_agent import (
     Agent,
     AgentClosed,
+    BlockedAddress,
     ConnectError,
     InvalidOption,
     PoolTimeout,
@@ -392,6 +393,21 @@ async def test_a_given_agent_is_not_used_without_allow_network(server: Any) -> N
             await mock.get(f"{server.url}/echo")
         assert real.stats().requests == 0
     assert server.stats.requests == 0
+
+
+async def test_network_only_options_configure_the_agent_requests_pass_through(
+    server: Any,
+) -> None:
+    async with MockAgent(allow_network=True, block_private_networks=True) as mock:
+        mock.intercept("GET", f"{server.url}/mocked").reply(200)
+        assert (await mock.get(f"{server.url}/mocked")).status == 200  # no address to check
+        with pytest.raises(BlockedAddress):
+            await mock.get(f"{server.url}/echo")
+        assert mock.network_agent is not None and mock.network_agent.config.block_private_networks
+    assert mock.network_agent.closed  # the mock made it, the mock closed it
+    assert server.stats.requests == 0
+    with pytest.raises(InvalidOption, match="agent=Agent"):
+        MockAgent(connector=lambda origin: None)
 
 
 async def test_a_streamed_upload_is_recorded_and_reaches_the_app() -> None:
