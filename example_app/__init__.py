@@ -9,5 +9,6 @@
   calls share one pool of sockets; ``server2``'s ``/isolated/...`` routes use the ``"isolated"``
   agent (per-route ``AgentMiddleware(agent="isolated")``), a pool of their own.
 
-Each server shows a live dashboard of its agents at ``/``.
+server1 and server2 show a live dashboard of their agents at ``/`` (a chart of the last minute
+included); the upstream's ``/`` links to what it serves.
 """

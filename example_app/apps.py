@@ -6,7 +6,8 @@ Both are built by ``create_app`` around the one ``settings.registry``, so both i
 ``"isolated"`` agent instead: another pool, other sockets.
 
 Routes: ``/`` the dashboard, ``/agents`` what the agents hold (JSON, polled by the dashboard),
-``GET /call`` one call to the upstream, ``POST /burst?n=50&delay=0.2`` n concurrent calls.
+``GET /call?delay=0`` one call to the upstream, ``POST /burst?n=50&delay=0.2`` n concurrent calls
+(n from 1 to 1000, delay from 0 to 5 s; anything else is refused with a 422 naming it).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette_agent import Agent, AgentError, AgentMiddleware, get_agent
 
 from . import settings
+from .params import DELAY, BadParameters, Bounded, bad_parameters, read_query
 
 logger = logging.getLogger("example_app")
 if not logger.handlers:
@@ -44,8 +47,8 @@ if not logger.handlers:
     logger.propagate = False
 
 _DASHBOARD = Path(__file__).with_name("dashboard.html")
-_MAX_BURST = 1000
-_MAX_DELAY = 5.0
+_CALL = {"delay": DELAY}
+_BURST = {"n": Bounded(1, 1000, default=50, integer=True), "delay": replace(DELAY, default=0.2)}
 
 #: Which co-hosted apps use which agent, in this process: agent name -> app names.
 users: dict[str, set[str]] = {}
@@ -87,6 +90,7 @@ def create_app(name: str, *, isolated_route: bool = False) -> Starlette:
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
+        exception_handlers={BadParameters: bad_parameters},
         middleware=[
             # The dashboard of one server may fire bursts at the other (another origin).
             Middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "POST"]),
@@ -154,8 +158,8 @@ def _call_handler(server: str, agent_name: str) -> Handler:
     caller = f"{server} ({agent_name} agent)"
 
     async def call(request: Request) -> JSONResponse:
+        delay = read_query(request, _CALL)["delay"]
         agent = await get_agent(request)
-        delay = _number(request, "delay", 0.0, _MAX_DELAY, default=0.0)
         try:
             response = await agent.get(
                 f"{request.app.state.upstream_url}/work?delay={delay}",
@@ -174,9 +178,9 @@ def _burst_handler(server: str, agent_name: str) -> Handler:
     caller = f"{server} ({agent_name} agent)"
 
     async def burst(request: Request) -> JSONResponse:
+        query = read_query(request, _BURST)
+        count, delay = int(query["n"]), query["delay"]
         agent = await get_agent(request)
-        count = int(_number(request, "n", 1, _MAX_BURST, default=50))
-        delay = _number(request, "delay", 0.0, _MAX_DELAY, default=0.2)
         url = f"{request.app.state.upstream_url}/work?delay={delay}"
         ports: Counter[int] = Counter()
         errors: Counter[str] = Counter()
@@ -220,14 +224,6 @@ def _burst_handler(server: str, agent_name: str) -> Handler:
         )
 
     return burst
-
-
-def _number(request: Request, name: str, low: float, high: float, *, default: float) -> float:
-    try:
-        value = float(request.query_params.get(name, default))
-    except ValueError:
-        value = default
-    return min(max(value, low), high)
 
 
 # --------------------------------------------------------------------------- shutdown log

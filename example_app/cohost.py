@@ -58,9 +58,11 @@ def main() -> None:
         sys.exit(f"example_app: {exc}")
     up, one, two = hosted
     upstream.app.state.server = up.server
+    peers = {"server1": one.url, "server2": two.url}
+    upstream.app.state.peers = peers
     for app in (server1_app, server2_app):
         app.state.upstream_url = up.url
-        app.state.peers = {"server1": one.url, "server2": two.url}
+        app.state.peers = peers
     for item in hosted:
         print(f"{item.name:<9} {item.url}", flush=True)
     print(f"Dashboards: {one.url}/ and {two.url}/ (Ctrl-C stops all three)", flush=True)

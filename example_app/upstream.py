@@ -4,13 +4,15 @@
 with the peer port of the connection the call came in on. Callers name themselves in an
 ``x-caller`` header; ``GET /sockets`` lists every client connection seen, by peer port, with
 the callers it served. Two servers sharing an agent show up on the *same* ports; an isolated
-agent on ports of its own.
+agent on ports of its own. ``GET /`` is a short page that links to these, and to the dashboards
+of the servers co-hosted with it.
 
 Run alone with ``uvicorn example_app.upstream:app --port 8000``.
 """
 
 from __future__ import annotations
 
+import html
 import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
@@ -21,12 +23,13 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
+
+from .params import DELAY, BadParameters, bad_parameters, read_query
 
 #: Connections remembered for /sockets, the most recent ones.
 _MAX_REMEMBERED = 200
-_MAX_DELAY = 5.0
 
 
 @dataclass
@@ -62,11 +65,38 @@ class Ledger:
 ledger = Ledger()
 
 
+async def home(request: Request) -> HTMLResponse:
+    """What this server is, with links to what it serves (and to the dashboards, co-hosted)."""
+    peers: dict[str, str] = getattr(request.app.state, "peers", {})
+    dashboards = "".join(
+        f'<li><a href="{html.escape(url)}/">{html.escape(name)}</a>: its dashboard</li>'
+        for name, url in peers.items()
+    )
+    return HTMLResponse(
+        _HOME.format(dashboards=f"<p>Dashboards:</p><ul>{dashboards}</ul>" if peers else "")
+    )
+
+
+_HOME = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>upstream · starlette-agent example</title>
+<style>body {{ font: 15px/1.5 system-ui, sans-serif; margin: 2em; max-width: 44em; }}</style>
+</head><body>
+<h1>upstream</h1>
+<p>The service that server1 and server2 call through their agents. It answers each call with
+the <em>peer port</em> of the client socket that carried it, so you can tell which socket of
+which agent's pool was used.</p>
+<ul>
+<li><a href="/sockets">/sockets</a>: every client socket it saw, by peer port, with the callers
+each one served (JSON)</li>
+<li><a href="/work?delay=0.2">/work?delay=0.2</a>: one call, answered after 0.2 s (JSON)</li>
+</ul>
+{dashboards}
+</body></html>
+"""
+
+
 async def work(request: Request) -> JSONResponse:
-    try:
-        delay = min(max(float(request.query_params.get("delay", "0")), 0.0), _MAX_DELAY)
-    except ValueError:
-        return JSONResponse({"error": "delay must be a number of seconds"}, status_code=400)
+    delay = read_query(request, {"delay": DELAY})["delay"]
     caller = request.headers.get("x-caller", "anonymous")
     peer_port = request.client.port if request.client else 0
     record = ledger.record(peer_port, caller)
@@ -120,7 +150,8 @@ def _open_ports(request: Request) -> set[int] | None:
 
 
 app = Starlette(
-    routes=[Route("/work", work), Route("/sockets", sockets)],
+    routes=[Route("/", home), Route("/work", work), Route("/sockets", sockets)],
+    exception_handlers={BadParameters: bad_parameters},
     # The dashboards of server1 and server2 (other ports, so other origins) read /sockets.
     middleware=[Middleware(CORSMiddleware, allow_origins=["*"])],
 )

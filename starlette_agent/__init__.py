@@ -14,6 +14,7 @@ from ._errors import (
     InvalidOptionType,
     InvalidRequest,
     PoolTimeout,
+    ProxyError,
     ReadTimeout,
     RemoteProtocolError,
     RequestBodyError,
@@ -22,13 +23,13 @@ from ._errors import (
     WriteTimeout,
 )
 from ._global import global_agent, request
-from ._options import AgentOptions
+from ._options import AgentOptionArgs, AgentOptions, Connector, Scheduling
 from ._registry import AgentRegistry
 from ._request import Request
 from ._response import Response
 from ._settings import AgentSettings
 from ._setup_errors import AgentNotConfigured, AgentSettingsError, UnknownAgentName
-from ._stats import AgentStats, OriginStats
+from ._stats import AgentStats, Counters, OriginStats
 from ._urls import Origin
 from .middleware import AgentMiddleware
 
@@ -40,6 +41,7 @@ __all__ = [
     "AgentError",
     "AgentMiddleware",
     "AgentNotConfigured",
+    "AgentOptionArgs",
     "AgentOptions",
     "AgentRegistry",
     "AgentSettings",
@@ -49,18 +51,22 @@ __all__ = [
     "BlockedAddress",
     "ConnectError",
     "ConnectTimeout",
+    "Connector",
+    "Counters",
     "InvalidOption",
     "InvalidOptionType",
     "InvalidRequest",
     "Origin",
     "OriginStats",
     "PoolTimeout",
+    "ProxyError",
     "ReadTimeout",
     "RemoteProtocolError",
     "Request",
     "RequestBodyError",
     "Response",
     "ResponseTooLarge",
+    "Scheduling",
     "StreamClosed",
     "Timeouts",
     "UnknownAgentName",

@@ -12,11 +12,10 @@ import logging
 import math
 import ssl
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from ipaddress import IPv4Network, IPv6Network
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 import anyio
 from starlette.datastructures import Headers
@@ -24,20 +23,18 @@ from starlette.datastructures import Headers
 from ._address_guard import AddressGuard
 from ._connect import open_connection
 from ._connection import Connection, ConnectionLostBeforeResponse, Timeouts
-from ._errors import AgentClosed, AgentError, InvalidOption, PoolTimeout, RemoteProtocolError
+from ._errors import AgentClosed, AgentError, PoolTimeout, RemoteProtocolError
 from ._eventloop import current_loop, spawn_background
 from ._keepalive import keep_alive_seconds
-from ._options import AgentOptions, Connector, Scheduling
+from ._options import AgentOptionArgs, AgentOptions, resolve_options
 from ._pool import Pool, PoolClosedError, Reservation, Waiter
 from ._request import ContentTypes, HeaderTypes, Request
 from ._response import Response
+from ._routes import Routes
 from ._stats import AgentStats, Counters
 from ._urls import Origin, parse_url
 
 logger = logging.getLogger("starlette_agent")
-
-#: Pool keys remembered per agent; past this the oldest is forgotten (and recomputed if needed).
-MAX_CACHED_POOL_KEYS = 1024
 
 
 class Agent:
@@ -51,74 +48,36 @@ class Agent:
     """
 
     def __init__(
-        self,
-        *,
-        keep_alive: bool = True,
-        max_sockets: int | None = None,
-        max_total_sockets: int | None = None,
-        max_free_sockets: int = 256,
-        scheduling: Scheduling = "lifo",
-        idle_timeout: float | None = 5.0,
-        keep_alive_timeout_buffer: float = 1.0,
-        connect_timeout: float | None = 10.0,
-        read_timeout: float | None = 30.0,
-        write_timeout: float | None = 30.0,
-        pool_timeout: float | None = None,
-        headers_timeout: float | None = 30.0,
-        max_requests_per_socket: int | None = None,
-        max_response_size: int | None = None,
-        ssl_context: ssl.SSLContext | None = None,
-        local_address: str | None = None,
-        connector: Connector | None = None,
-        block_private_networks: bool = False,
-        allowed_networks: Sequence[str | IPv4Network | IPv6Network] = (),
+        self, options: AgentOptions | None = None, /, **changes: Unpack[AgentOptionArgs]
     ) -> None:
-        self.config = AgentOptions(
-            keep_alive=keep_alive,
-            max_sockets=max_sockets,
-            max_total_sockets=max_total_sockets,
-            max_free_sockets=max_free_sockets,
-            scheduling=scheduling,
-            idle_timeout=idle_timeout,
-            keep_alive_timeout_buffer=keep_alive_timeout_buffer,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            write_timeout=write_timeout,
-            pool_timeout=pool_timeout,
-            headers_timeout=headers_timeout,
-            max_requests_per_socket=max_requests_per_socket,
-            max_response_size=max_response_size,
-            ssl_context=ssl_context,
-            local_address=local_address,
-            connector=connector,
-            block_private_networks=block_private_networks,
-            allowed_networks=tuple(str(network) for network in allowed_networks),
-        )
-        if block_private_networks and connector is not None:
-            raise InvalidOption(
-                "block_private_networks cannot check where a custom connector connects; "
-                "check the addresses in the connector, or drop one of the two options"
-            )
+        """``Agent(max_sockets=10)``, ``Agent(options)``, or ``Agent(options, max_sockets=10)``
+        for ``options`` with those changes; the options are validated once, into ``config``."""
+        #: The options this agent was made with (``AgentOptions``), validated.
+        self.config = config = resolve_options(options, changes)
         self._guard = AddressGuard(
-            block_private_networks=block_private_networks,
-            allowed_networks=self.config.allowed_networks,
+            block_private_networks=config.block_private_networks,
+            allowed_networks=config.allowed_networks,
         )
         self._pool: Pool[Connection] = Pool(
-            max_sockets=max_sockets,
-            max_total_sockets=max_total_sockets,
-            max_free_sockets=max_free_sockets,
-            scheduling=scheduling,
+            max_sockets=config.max_sockets,
+            max_total_sockets=config.max_total_sockets,
+            max_free_sockets=config.max_free_sockets,
+            scheduling=config.scheduling,
         )
         self._timeouts = Timeouts(
-            connect_timeout, read_timeout, write_timeout, pool_timeout, headers_timeout
+            config.connect_timeout,
+            config.read_timeout,
+            config.write_timeout,
+            config.pool_timeout,
+            config.headers_timeout,
         )
         self._counters = Counters()
-        self._default_ssl_context = ssl_context
-        self._tls_ids: weakref.WeakKeyDictionary[ssl.SSLContext, int] = weakref.WeakKeyDictionary()
-        self._last_tls_id = 0  # ids are never reused, unlike id() of a collected context
-        # Pool keys by origin and TLS identity; bounded, as a service may call unboundedly many
-        # origins (or make a context per request).
-        self._pool_keys: dict[tuple[Any, ...], str] = {}
+        self._routes = Routes(
+            local_address=config.local_address,
+            ssl_context=config.ssl_context,
+            proxy=config.proxy,
+            trust_env=config.trust_env,
+        )
         self._reaper = _IdleReaper(self)
         # The event loop the sockets belong to; weak, so an agent never keeps a finished loop.
         self._loop_ref: weakref.ref[object] | None = None
@@ -157,7 +116,7 @@ class Agent:
         TLS identity (verification mode and which SSL context), so a socket made without
         certificate checks is never handed to a request that wants them.
         """
-        return self._pool_key(parse_url(url).origin, ssl_context)
+        return self._routes.key(parse_url(url).origin, ssl_context)
 
     def stats(self) -> AgentStats:
         """Sockets per origin (active, idle, queued) and running counters."""
@@ -359,7 +318,7 @@ class Agent:
             )
 
     async def _send_pooled(self, request: Request, timeouts: Timeouts) -> Response:
-        key = self._pool_key(request.origin, request.ssl_context)
+        key = self._routes.key(request.origin, request.ssl_context)
         fresh = False
         while True:
             conn, reused = await self._checkout(key, request, timeouts, fresh=fresh)
@@ -463,7 +422,8 @@ class Agent:
             conn = await open_connection(
                 reservation.key,
                 request.origin,
-                ssl_context=self._ssl_context_for(request),
+                ssl_context=self._routes.ssl_context_for(request.origin, request.ssl_context),
+                proxy=self._routes.proxy_for(request.origin),
                 connector=self.config.connector,
                 local_address=self.config.local_address,
                 connect_timeout=timeouts.connect,
@@ -497,11 +457,20 @@ class Agent:
 
     async def _close(self, conns: list[Connection]) -> None:
         if conns:
-            with anyio.CancelScope(shield=True):
+            try:
+                with anyio.CancelScope(shield=True):
+                    for conn in conns:
+                        if not conn.closed:
+                            self._counters.connections_closed += 1
+                            await conn.aclose()
+                        self._pool.close_done(conn)
+            finally:
+                # A native asyncio Task.cancel() pierces anyio's shield: whatever it cut short is
+                # reset now, and every slot is still given back.
                 for conn in conns:
                     if not conn.closed:
                         self._counters.connections_closed += 1
-                        await conn.aclose()
+                    conn.abort_now()
                     self._pool.close_done(conn)
         self._wake_idle_waiters()
 
@@ -538,66 +507,7 @@ class Agent:
         if not pool.sockets:
             self._loop_ref = None
 
-    # -- keys, TLS and keep-alive ----------------------------------------------------------------
-
-    def _pool_key(self, origin: Origin, ssl_context: ssl.SSLContext | None) -> str:
-        if origin.scheme != "https":
-            cache_key: tuple[Any, ...] = (origin,)
-        else:
-            context = ssl_context or self._default_ssl_context
-            if context is None:
-                cache_key = (origin, None)
-            else:
-                # Read live: a context's verification settings can change after creation.
-                cache_key = (
-                    origin,
-                    self._tls_id(context),
-                    context.verify_mode,
-                    context.check_hostname,
-                )
-        key = self._pool_keys.get(cache_key)
-        if key is None:
-            if len(self._pool_keys) >= MAX_CACHED_POOL_KEYS:
-                del self._pool_keys[next(iter(self._pool_keys))]  # the oldest entry
-            key = self._pool_keys[cache_key] = self._describe_key(cache_key)
-        return key
-
-    def _describe_key(self, cache_key: tuple[Any, ...]) -> str:
-        origin: Origin = cache_key[0]
-        parts = [str(origin)]
-        if self.config.local_address is not None:
-            parts.append(f"local={self.config.local_address}")
-        if origin.scheme == "https":
-            if cache_key[1] is None:
-                parts.append("tls=verify,context=default")
-            else:
-                _, tls_id, verify_mode, check_hostname = cache_key
-                if verify_mode == ssl.CERT_NONE:
-                    mode = "no-verify"
-                elif check_hostname:
-                    mode = "verify"
-                else:
-                    mode = "verify-cert-only"
-                parts.append(f"tls={mode},context={tls_id}")
-        return ";".join(parts)
-
-    def _tls_id(self, context: ssl.SSLContext) -> int:
-        tls_id = self._tls_ids.get(context)
-        if tls_id is None:
-            self._last_tls_id += 1
-            tls_id = self._tls_ids[context] = self._last_tls_id
-        return tls_id
-
-    def _ssl_context_for(self, request: Request) -> ssl.SSLContext | None:
-        if request.origin.scheme != "https":
-            return None
-        if request.ssl_context is not None:
-            return request.ssl_context
-        if self._default_ssl_context is None:
-            # Created on first use (loading the system CA store takes milliseconds), and not
-            # kept as this agent's own: the pool key of "no context given" must not change.
-            return _shared_default_context()
-        return self._default_ssl_context
+    # -- keep-alive ------------------------------------------------------------------------------
 
     def _keep_for(self, headers: list[tuple[bytes, bytes]]) -> float:
         """Seconds a socket may stay idle after this response (0: do not keep it)."""
@@ -720,13 +630,3 @@ class _IdleReaper:
         finally:
             self._running = False
             self._sleep = None
-
-
-_default_context: ssl.SSLContext | None = None
-
-
-def _shared_default_context() -> ssl.SSLContext:
-    global _default_context
-    if _default_context is None:
-        _default_context = ssl.create_default_context()
-    return _default_context

@@ -187,6 +187,29 @@ class AsyncioByteStream(ByteStream):
         finally:
             timer.cancel()
 
+    async def start_tls(
+        self, ssl_context: ssl.SSLContext, *, server_hostname: str
+    ) -> AsyncioByteStream:
+        """TLS over this stream's connection (a proxy tunnel): the new stream replaces this one.
+
+        Nothing may be buffered unread: the first bytes after this are the server's handshake.
+        """
+        protocol = self._protocol
+        if protocol.buffer or protocol.eof or protocol.lost:
+            raise anyio.BrokenResourceError("bytes arrived before the TLS handshake")
+        self._closed = True  # the new stream owns the connection from here
+        transport = await self._loop.start_tls(
+            self._transport,
+            protocol,
+            ssl_context,
+            server_hostname=server_hostname,
+            ssl_shutdown_timeout=self._close_timeout,
+        )
+        if transport is None:  # the connection closed during the handshake
+            raise anyio.BrokenResourceError("the connection closed during the TLS handshake")
+        protocol.transport = transport
+        return AsyncioByteStream(transport, protocol, close_timeout=self._close_timeout)
+
     def abort(self) -> None:
         """Reset the connection now (RST): for a socket that is broken or left mid-exchange.
 

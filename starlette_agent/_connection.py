@@ -35,6 +35,7 @@ from ._errors import (
     WriteTimeout,
 )
 from ._eventloop import current_clock
+from ._proxy import Proxy
 from ._urls import Origin
 
 RECEIVE_SIZE = 65536
@@ -90,7 +91,14 @@ class ResponseHead:
 class Connection:
     """An HTTP/1.1 client connection: a byte stream plus its h11 state."""
 
-    def __init__(self, pool_key: str, origin: Origin, stream: ByteStream) -> None:
+    def __init__(
+        self,
+        pool_key: str,
+        origin: Origin,
+        stream: ByteStream,
+        *,
+        forward_proxy: Proxy | None = None,
+    ) -> None:
         self.pool_key = pool_key
         self.origin = origin
         self.stream = stream
@@ -104,6 +112,10 @@ class Connection:
         self._request_sent = False  # every byte of the current request was written
         self._reusable = True  # False when this response's framing forbids reuse
         self._early: list[Any] = []  # events read while the request was still being sent
+        #: An http target reached through this proxy: heads go in absolute form, with its
+        #: credentials (the proxy strips Proxy-Authorization before it forwards a request).
+        self._forward_proxy = forward_proxy
+        self._forward_heads: dict[int, tuple[h11.Request, h11.Request]] = {}
         self._sent = 0  # bytes sent on an anyio stream (ours counts its own)
         self._sending = False  # a send is waiting for the peer to take data
         self._sends = 0  # sends started on an anyio stream
@@ -148,6 +160,8 @@ class Connection:
         stop reading: large and streamed bodies are therefore sent while watching for that
         answer, and once a final response arrives the rest of the body is not sent.
         """
+        if self._forward_proxy is not None:
+            head = self._absolute_form(head, self._forward_proxy)
         self.requests_started += 1
         self.response_started = False
         self._in_exchange = True
@@ -252,6 +266,21 @@ class Connection:
         return True
 
     # -- writing -------------------------------------------------------------------------------
+
+    def _absolute_form(self, head: h11.Request, proxy: Proxy) -> h11.Request:
+        """``head`` as a proxy wants it: ``GET http://host:port/path``, with its credentials."""
+        cached = self._forward_heads.get(id(head))
+        if cached is not None and cached[0] is head:
+            return cached[1]
+        headers = list(head.headers)
+        if proxy.authorization is not None:
+            headers.append((b"proxy-authorization", proxy.authorization))
+        target = str(self.origin).encode("ascii") + head.target
+        forward = h11.Request(method=head.method, target=target, headers=headers)
+        if len(self._forward_heads) >= 64:
+            self._forward_heads.clear()
+        self._forward_heads[id(head)] = (head, forward)  # keeping head keeps its id unique
+        return forward
 
     async def _write_request(
         self,

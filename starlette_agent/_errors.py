@@ -20,6 +20,7 @@ __all__ = [
     "InvalidOptionType",
     "InvalidRequest",
     "PoolTimeout",
+    "ProxyError",
     "ReadTimeout",
     "RemoteProtocolError",
     "RequestBodyError",
@@ -40,7 +41,13 @@ class AgentError(Exception):
 class InvalidOption(AgentError, ValueError):
     """A configuration value is not acceptable: an Agent option, a middleware or registry
     setting, a test double's argument. Raised when the object is created, naming the option.
+
+    ``option`` is the agent option at fault (as it was spelt), when there is one.
     """
+
+    def __init__(self, message: str, *, option: str | None = None) -> None:
+        super().__init__(message)
+        self.option = option
 
 
 class InvalidOptionType(InvalidOption, TypeError):
@@ -115,3 +122,18 @@ class ResponseTooLarge(AgentError):
 
 class StreamClosed(AgentError):
     """A response body was read after its stream was closed, or after it was already read."""
+
+
+class ProxyError(AgentError):
+    """The proxy would not carry the request: it refused the tunnel (``status``: 407 wants
+    credentials, 403 forbids the target, 502 could not reach it) or broke the protocol.
+
+    ``proxy`` names the proxy without its credentials; the pool is left whole.
+    """
+
+    def __init__(
+        self, message: str, *, proxy: str, status: int | None = None, origin: str | None = None
+    ) -> None:
+        super().__init__(message, origin=origin)
+        self.proxy = proxy
+        self.status = status

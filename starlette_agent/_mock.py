@@ -13,7 +13,7 @@ import json as jsonlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import parse_qsl
 
 import h11
@@ -21,14 +21,12 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp
 
 from ._agent import Agent
-from ._errors import AgentError, InvalidOption
+from ._errors import AgentError, InvalidOption, InvalidOptionType
+from ._options import AgentOptionArgs, AgentOptions, resolve_options
 from ._request import Request, buffered
 from ._response import Response
 from ._simulated import Answer, AppAnswer, Failure, Reply, answering, connect_simulated
 from ._urls import Origin, parse_url
-
-#: Options that only concern real sockets: they configure the agent unmatched requests go to.
-_NETWORK_ONLY_OPTIONS = ("block_private_networks", "allowed_networks")
 
 
 class UnmatchedRequest(AgentError):
@@ -176,22 +174,42 @@ class MockAgent(Agent):
     """
 
     def __init__(
-        self, *, agent: Agent | None = None, allow_network: bool = False, **options: Any
+        self,
+        options: AgentOptions | None = None,
+        /,
+        *,
+        agent: Agent | None = None,
+        allow_network: bool = False,
+        **changes: Unpack[AgentOptionArgs],
     ) -> None:
-        if "connector" in options:
+        """``MockAgent()``, ``MockAgent(max_sockets=1)`` or ``MockAgent(options)``, as ``Agent``.
+
+        The options configure the mock's own pool; those about real sockets (the SSRF guard,
+        proxies) configure only the agent it makes for requests let through.
+        """
+        network_options = resolve_options(options, changes)
+        if network_options.connector is not None:
             raise InvalidOption(
                 "MockAgent answers through its own connector; for requests let through to the "
-                "network, pass agent=Agent(connector=...) and allow_network=True"
+                "network, pass agent=Agent(connector=...) and allow_network=True",
+                option="connector",
             )
         if agent is not None and not isinstance(agent, Agent):
-            raise InvalidOption(f"agent must be an Agent or None, got {agent!r}")
-        simulated = {k: v for k, v in options.items() if k not in _NETWORK_ONLY_OPTIONS}
-        super().__init__(connector=connect_simulated, **simulated)
+            raise InvalidOptionType(f"agent must be an Agent or None, got {agent!r}")
+        super().__init__(
+            network_options.replace(
+                connector=connect_simulated,
+                block_private_networks=False,
+                allowed_networks=(),
+                proxy=None,
+                trust_env=False,
+            )
+        )
         self.allow_network = allow_network
         self.interceptors: list[Interceptor] = []
         self.mounts: dict[Origin, ASGIApp] = {}
         self.requests: list[RecordedRequest] = []
-        self._network_options = options
+        self._network_options = network_options
         self._network = agent
         self._owns_network = False
 
@@ -265,7 +283,7 @@ class MockAgent(Agent):
         if not self.allow_network:
             return None
         if self._network is None:
-            self._network = Agent(**self._network_options)
+            self._network = Agent(self._network_options)
             self._owns_network = True
         return self._network
 

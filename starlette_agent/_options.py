@@ -1,35 +1,59 @@
-"""One agent's options, validated once.
+"""One agent's options: every option, its default and its validation, in one frozen value.
 
-``AgentOptions`` is the single place where the Agent constructor's options are checked, so the
-constructor and the settings loader (which reads ``AGENT_*`` variables) reject the same values
-with the same messages. Errors name the option and the value.
+``AgentOptions`` is the only definition of the options. ``Agent(**options)``, ``Agent(options)``,
+the registry's mappings and the ``AGENT_*`` variables all end in one ``AgentOptions``,
+validated once when it is made, and an agent takes it as it is. Errors name the option and the
+value (``InvalidOption``, ``InvalidOptionType`` for a wrong type; ``.option`` holds the name).
+
+``AgentOptionArgs`` is the same set of options as keyword arguments, so that a type checker
+catches ``Agent(max_sockts=1)``; at run time ``__new__`` catches it, naming the closest option.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import ssl
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, fields, replace
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypedDict, Unpack
+
+from anyio.abc import ByteStream
 
 from ._address_guard import parse_networks
 from ._errors import InvalidOption, InvalidOptionType
+from ._option_table import explain_unknown_option
+from ._proxy import parse_proxy
+from ._urls import Origin
 
 if TYPE_CHECKING:
-    from anyio.abc import ByteStream
+    from starlette.config import Config
 
-    from ._urls import Origin
+    from ._agent import Agent
+
+__all__ = ["DEFAULT_OPTIONS", "AgentOptionArgs", "AgentOptions", "Connector", "Scheduling"]
 
 Scheduling: TypeAlias = Literal["lifo", "fifo"]
-Connector: TypeAlias = "Callable[[Origin], Awaitable[ByteStream]]"
+#: Opens a connection to an origin instead of the agent's own TCP/TLS dialling.
+Connector: TypeAlias = Callable[[Origin], Awaitable[ByteStream]]
+Networks: TypeAlias = Sequence[str | ipaddress.IPv4Network | ipaddress.IPv6Network]
 
 SCHEDULING_CHOICES: tuple[str, ...] = ("lifo", "fifo")
+DEFAULT_NAME = "default"  # the agent that AGENT_<OPTION> configures
+DEFAULT_PREFIX = "AGENT_"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class AgentOptions:
-    """Every option of an ``Agent``, with Node's ``http.Agent`` names in the comments."""
+    """Every option of an ``Agent``, validated when made; Node's ``http.Agent`` names in comments.
+
+    ``AgentOptions(max_sockets=10, scheduling="fifo")`` takes keywords only. It is a value:
+    immutable, comparable, hashable, and ``replace(**changes)`` gives a validated copy.
+    ``Agent(options)`` uses it as it is; ``options.create_agent()`` does the same.
+    ``AgentOptions.from_env()`` reads it from ``AGENT_*`` variables.
+
+    ``AgentSettings`` is another name for this same type (``AgentSettings is AgentOptions``).
+    """
 
     keep_alive: bool = True  # keepAlive
     max_sockets: int | None = None  # maxSockets, per origin, active + idle
@@ -39,58 +63,53 @@ class AgentOptions:
     idle_timeout: float | None = 5.0  # timeout on free sockets; None keeps them until closed
     keep_alive_timeout_buffer: float = 1.0
     connect_timeout: float | None = 10.0
-    read_timeout: float | None = 30.0
+    read_timeout: float | None = 30.0  # timeout on sockets in use
     headers_timeout: float | None = 30.0  # undici's headersTimeout: request end to final head
     write_timeout: float | None = 30.0
     pool_timeout: float | None = None
     max_requests_per_socket: int | None = None
     max_response_size: int | None = None
     ssl_context: ssl.SSLContext | None = None
-    local_address: str | None = None
+    local_address: str | None = None  # localAddress; normalised ("::0001" -> "::1")
     block_private_networks: bool = False  # refuse loopback, private, link-local... addresses
-    allowed_networks: tuple[str, ...] = ()  # CIDRs let through despite block_private_networks
-    connector: Connector | None = None
+    allowed_networks: Networks = ()  # CIDRs let through; normalised to a tuple of CIDR strings
+    connector: Connector | None = None  # createConnection
+    proxy: str | None = None  # an http:// proxy URL, credentials allowed (never shown)
+    trust_env: bool = False  # read http_proxy, https_proxy, all_proxy and no_proxy
+
+    def __new__(cls, *args: Any, **options: Any) -> AgentOptions:
+        # The generated __init__ keeps its typed signature for type checkers; __new__ sees the
+        # same arguments first, so a misspelt name is an InvalidOptionType naming the closest
+        # option rather than Python's bare TypeError.
+        if args:
+            raise InvalidOptionType(
+                f"AgentOptions takes keyword arguments only (AgentOptions(max_sockets=10)), "
+                f"got {args!r}"
+            )
+        check_option_names(options)
+        return object.__new__(cls)
 
     def __post_init__(self) -> None:
-        _check_bool("keep_alive", self.keep_alive)
-        _check_count("max_sockets", self.max_sockets, minimum=1, optional=True)
-        _check_count("max_total_sockets", self.max_total_sockets, minimum=1, optional=True)
-        _check_count("max_free_sockets", self.max_free_sockets, minimum=0, optional=False)
-        if self.scheduling not in SCHEDULING_CHOICES:
-            raise InvalidOption(f"scheduling must be 'lifo' or 'fifo', got {self.scheduling!r}")
-        _check_seconds("idle_timeout", self.idle_timeout, optional=True)
-        _check_seconds("keep_alive_timeout_buffer", self.keep_alive_timeout_buffer, zero_ok=True)
-        for name in (
-            "connect_timeout",
-            "read_timeout",
-            "headers_timeout",
-            "write_timeout",
-            "pool_timeout",
-        ):
-            _check_seconds(name, getattr(self, name), optional=True)
-        _check_count(
-            "max_requests_per_socket", self.max_requests_per_socket, minimum=1, optional=True
-        )
-        _check_count("max_response_size", self.max_response_size, minimum=0, optional=True)
-        if self.ssl_context is not None and not isinstance(self.ssl_context, ssl.SSLContext):
-            raise InvalidOptionType(
-                f"ssl_context must be an ssl.SSLContext or None, got {self.ssl_context!r}"
-            )
-        if self.local_address is not None and (
-            not isinstance(self.local_address, str) or not self.local_address
-        ):
+        for name, check in _CHECKS.items():
+            value = getattr(self, name)
+            try:
+                checked = check(name, value)
+            except InvalidOption as exc:
+                exc.option = name
+                raise
+            if checked is not value:
+                object.__setattr__(self, name, checked)
+        if self.block_private_networks and self.connector is not None:
             raise InvalidOption(
-                f"local_address must be a non-empty IP address string or None, "
-                f"got {self.local_address!r}"
+                "block_private_networks cannot check where a custom connector connects; "
+                "check the addresses in the connector, or drop one of the two options",
+                option="block_private_networks",
             )
-        _check_bool("block_private_networks", self.block_private_networks)
-        # Any sequence of CIDR strings or networks from code; kept as canonical strings, so
-        # options stay hashable and print as they would be written in AGENT_ALLOWED_NETWORKS.
-        networks = parse_networks(self.allowed_networks, option="allowed_networks")
-        object.__setattr__(self, "allowed_networks", tuple(str(net) for net in networks))
-        if self.connector is not None and not callable(self.connector):
-            raise InvalidOptionType(
-                f"connector must be an async callable or None, got {self.connector!r}"
+        if self.connector is not None and (self.proxy is not None or self.trust_env):
+            raise InvalidOption(
+                "a custom connector opens the connections itself, so a proxy (proxy= or "
+                "trust_env=True) would never be used; tunnel in the connector, or drop it",
+                option="proxy" if self.proxy is not None else "trust_env",
             )
 
     @classmethod
@@ -98,28 +117,212 @@ class AgentOptions:
         """The option names, in declaration order."""
         return tuple(field.name for field in fields(cls))
 
+    @classmethod
+    def from_env(
+        cls,
+        config: Config | None = None,
+        *,
+        name: str = DEFAULT_NAME,
+        prefix: str = DEFAULT_PREFIX,
+        strict: bool = False,
+    ) -> AgentOptions:
+        """The options of agent ``name`` from ``AGENT_*`` variables; unset ones keep defaults.
 
-def _check_bool(name: str, value: Any) -> None:
+        ``config`` is a ``starlette.config.Config`` (environment and ``.env`` file), by default
+        the process environment. ``strict=True`` makes every ``AGENT_*`` variable that is no
+        option an error (it always is in a ``.env`` file). ``AgentSettingsError`` names a bad
+        variable and its value.
+        """
+        from ._settings import normalise_name, read_variables
+
+        found = read_variables(config, prefix=prefix, strict=strict).get(normalise_name(name))
+        return DEFAULT_OPTIONS if found is None else found.apply(DEFAULT_OPTIONS)
+
+    def replace(self, **changes: Unpack[AgentOptionArgs]) -> AgentOptions:
+        """A copy with ``changes`` applied, validated once; ``self`` when there are none."""
+        if not changes:
+            return self
+        return replace(self, **changes)
+
+    def create_agent(self) -> Agent:
+        """A new ``Agent`` with these options (each call, a fresh one)."""
+        from ._agent import Agent
+
+        return Agent(self)
+
+    def __repr__(self) -> str:
+        changed = [
+            f"{field.name}={_shown(field.name, getattr(self, field.name))!r}"
+            for field in fields(self)
+            if getattr(self, field.name) != field.default
+        ]
+        return f"AgentOptions({', '.join(changed)})"
+
+
+class AgentOptionArgs(TypedDict, total=False):
+    """The options of ``AgentOptions`` as keyword arguments: ``Agent(**options)``."""
+
+    keep_alive: bool
+    max_sockets: int | None
+    max_total_sockets: int | None
+    max_free_sockets: int
+    scheduling: Scheduling
+    idle_timeout: float | None
+    keep_alive_timeout_buffer: float
+    connect_timeout: float | None
+    read_timeout: float | None
+    headers_timeout: float | None
+    write_timeout: float | None
+    pool_timeout: float | None
+    max_requests_per_socket: int | None
+    max_response_size: int | None
+    ssl_context: ssl.SSLContext | None
+    local_address: str | None
+    block_private_networks: bool
+    allowed_networks: Networks
+    connector: Connector | None
+    proxy: str | None
+    trust_env: bool
+
+
+def _shown(name: str, value: Any) -> Any:
+    """An option's value as repr shows it: a proxy URL without its credentials."""
+    return str(parse_proxy(value)) if name == "proxy" and value is not None else value
+
+
+def resolve_options(options: object, changes: AgentOptionArgs) -> AgentOptions:
+    """What ``Agent(options, **changes)`` is made with: ``options`` with ``changes``, validated
+    once; the defaults, unvalidated again, for ``Agent()``."""
+    if options is None:
+        return AgentOptions(**changes) if changes else DEFAULT_OPTIONS
+    if not isinstance(options, AgentOptions):
+        raise InvalidOptionType(
+            f"Agent() takes an AgentOptions or keyword options (Agent(max_sockets=10)); for a "
+            f"mapping write Agent(**mapping); got {options!r}"
+        )
+    return options.replace(**changes)
+
+
+def check_option_names(options: Any) -> None:
+    """Refuse a keyword that is no option, naming the option it probably means."""
+    for name in options:
+        if name not in _CHECKS:
+            raise InvalidOptionType(explain_unknown_option(name), option=name)
+
+
+# --------------------------------------------------------------------------- checks
+# Each takes the option's name and value and returns the value to keep (normalised or as is).
+
+
+def _check_bool(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise InvalidOptionType(f"{name} must be True or False, got {value!r}")
+    return value
 
 
-def _check_count(name: str, value: Any, *, minimum: int, optional: bool) -> None:
-    if value is None and optional:
-        return
-    if isinstance(value, bool) or not isinstance(value, int):
-        expected = "an integer or None" if optional else "an integer"
-        raise InvalidOptionType(f"{name} must be {expected}, got {value!r}")
-    if value < minimum:
-        raise InvalidOption(f"{name} must be >= {minimum}, got {value!r}")
+def _count(*, minimum: int, optional: bool) -> Callable[[str, Any], Any]:
+    def check(name: str, value: Any) -> Any:
+        if value is None and optional:
+            return value
+        if isinstance(value, bool) or not isinstance(value, int):
+            expected = "an integer or None" if optional else "an integer"
+            raise InvalidOptionType(f"{name} must be {expected}, got {value!r}")
+        if value < minimum:
+            raise InvalidOption(f"{name} must be >= {minimum}, got {value!r}")
+        return value
+
+    return check
 
 
-def _check_seconds(name: str, value: Any, *, optional: bool = False, zero_ok: bool = False) -> None:
-    if value is None and optional:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        expected = "a number of seconds or None" if optional else "a number of seconds"
-        raise InvalidOptionType(f"{name} must be {expected}, got {value!r}")
-    if math.isnan(value) or math.isinf(value) or value < 0 or (value == 0 and not zero_ok):
-        bound = ">= 0" if zero_ok else "> 0"
-        raise InvalidOption(f"{name} must be a finite number of seconds {bound}, got {value!r}")
+def _seconds(*, optional: bool, zero_ok: bool = False) -> Callable[[str, Any], Any]:
+    def check(name: str, value: Any) -> Any:
+        if value is None and optional:
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            expected = "a number of seconds or None" if optional else "a number of seconds"
+            raise InvalidOptionType(f"{name} must be {expected}, got {value!r}")
+        if math.isnan(value) or math.isinf(value) or value < 0 or (value == 0 and not zero_ok):
+            bound = ">= 0" if zero_ok else "> 0"
+            raise InvalidOption(f"{name} must be a finite number of seconds {bound}, got {value!r}")
+        return value
+
+    return check
+
+
+def _check_scheduling(name: str, value: Any) -> Any:
+    # Exactly these strings, from code and from AGENT_SCHEDULING alike (no case folding).
+    if value not in SCHEDULING_CHOICES:
+        raise InvalidOption(f"{name} must be 'lifo' or 'fifo', got {value!r}")
+    return value
+
+
+def _check_ssl_context(name: str, value: Any) -> Any:
+    if value is not None and not isinstance(value, ssl.SSLContext):
+        raise InvalidOptionType(f"{name} must be an ssl.SSLContext or None, got {value!r}")
+    return value
+
+
+def _check_local_address(name: str, value: Any) -> str | None:
+    # Checked now: a bad one would otherwise surface at the first connect, blaming the server.
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidOptionType(f"{name} must be an IP address string or None, got {value!r}")
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        raise InvalidOption(
+            f"{name} must be an IP address of this host such as '10.0.0.5' or '::1' "
+            f"(not a host name), got {value!r}"
+        ) from None
+    canonical = str(address)
+    return value if canonical == value else canonical
+
+
+def _check_networks(name: str, value: Any) -> tuple[str, ...]:
+    # Any sequence of CIDR strings or networks from code; kept as canonical strings, so options
+    # stay hashable and print as they would be written in AGENT_ALLOWED_NETWORKS.
+    return tuple(str(network) for network in parse_networks(value, option=name))
+
+
+def _check_proxy(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidOptionType(f"{name} must be a proxy URL string or None, got {type(value)}")
+    parse_proxy(value, option=name)  # its errors never show the password
+    return value
+
+
+def _check_connector(name: str, value: Any) -> Any:
+    if value is not None and not callable(value):
+        raise InvalidOptionType(f"{name} must be an async callable or None, got {value!r}")
+    return value
+
+
+_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "keep_alive": _check_bool,
+    "max_sockets": _count(minimum=1, optional=True),
+    "max_total_sockets": _count(minimum=1, optional=True),
+    "max_free_sockets": _count(minimum=0, optional=False),
+    "scheduling": _check_scheduling,
+    "idle_timeout": _seconds(optional=True),
+    "keep_alive_timeout_buffer": _seconds(optional=False, zero_ok=True),
+    "connect_timeout": _seconds(optional=True),
+    "read_timeout": _seconds(optional=True),
+    "headers_timeout": _seconds(optional=True),
+    "write_timeout": _seconds(optional=True),
+    "pool_timeout": _seconds(optional=True),
+    "max_requests_per_socket": _count(minimum=1, optional=True),
+    "max_response_size": _count(minimum=0, optional=True),
+    "ssl_context": _check_ssl_context,
+    "local_address": _check_local_address,
+    "block_private_networks": _check_bool,
+    "allowed_networks": _check_networks,
+    "connector": _check_connector,
+    "proxy": _check_proxy,
+    "trust_env": _check_bool,
+}
+
+#: The defaults, validated once at import; ``Agent()`` and the registry share them.
+DEFAULT_OPTIONS = AgentOptions()

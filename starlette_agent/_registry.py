@@ -20,12 +20,13 @@ from starlette.config import Config
 
 from . import _lifecycle
 from ._errors import InvalidOption, InvalidOptionType
+from ._options import DEFAULT_OPTIONS
 from ._settings import (
     DEFAULT_NAME,
     DEFAULT_PREFIX,
     AgentSettings,
     normalise_name,
-    read_agent_options,
+    read_variables,
 )
 from ._setup_errors import AgentNotConfigured, AgentSettingsError, UnknownAgentName
 
@@ -55,7 +56,7 @@ class AgentRegistry:
             if key in recipes:
                 raise InvalidOption(f"agent name {name!r} is given twice (names ignore case)")
             recipes[key] = _recipe(key, source)
-        recipes.setdefault(DEFAULT_NAME, AgentSettings())
+        recipes.setdefault(DEFAULT_NAME, DEFAULT_OPTIONS)
         self._recipes = recipes
         self._opens = 0
         self._agents: dict[str, Agent] = {}
@@ -69,26 +70,29 @@ class AgentRegistry:
         *,
         agents: Mapping[str, AgentSource] | None = None,
         prefix: str = DEFAULT_PREFIX,
+        strict: bool = False,
     ) -> AgentRegistry:
         """A registry whose agents are configured by ``AGENT_*`` variables of ``config``.
 
         ``config`` is a ``starlette.config.Config`` (environment and ``.env`` file), by default
         the process environment. ``agents`` declares agents in code; variables override their
-        options one by one. Every bad variable is rejected here, at startup, with its name.
+        options one by one, and each agent's options are validated once. Every bad variable is
+        rejected here, at startup, with its name; ``strict=True`` also rejects every variable
+        starting with ``prefix`` that sets no option (always done for the ``.env`` file).
         """
         base = cls(agents)
         recipes = dict(base._recipes)
-        for name, options in read_agent_options(config, prefix=prefix).items():
-            recipe = recipes.get(name, AgentSettings())
+        for name, found in read_variables(config, prefix=prefix, strict=strict).items():
+            recipe = recipes.get(name, DEFAULT_OPTIONS)
             if not isinstance(recipe, AgentSettings):
-                variables = ", ".join(f"{prefix}{name.upper()}_{o.upper()}" for o in options)
+                variables = ", ".join(found.variables)
                 raise AgentSettingsError(
                     f"{variables} configure agent {name!r}, but that agent is an Agent instance "
                     f"given in code, whose options are fixed; give AgentSettings instead",
                     variable=variables,
                     value=None,
                 )
-            recipes[name] = recipe.replace(**options)
+            recipes[name] = found.apply(recipe)
         return cls(recipes)
 
     @property
@@ -198,7 +202,13 @@ def _recipe(name: str, source: object) -> Agent | AgentSettings:
     if isinstance(source, Agent | AgentSettings):
         return source
     if isinstance(source, Mapping):
-        return AgentSettings(**source)
+        try:
+            return AgentSettings(**source)
+        except InvalidOption as exc:
+            option = exc.option or ""
+            raise AgentSettingsError(
+                f"agent {name!r}: {exc}", variable=option, value=source.get(option)
+            ) from exc
     raise InvalidOptionType(
         f"agent {name!r} must be an Agent, AgentSettings or a mapping of Agent options, "
         f"got {source!r}"

@@ -1,336 +1,158 @@
-"""Agent options from code, the environment and ``.env`` files.
+"""Agent options from ``AGENT_*`` variables: the process environment and ``.env`` files.
 
-``AgentSettings`` is one agent's options, checked by ``AgentOptions`` (the same rules and messages
-as the ``Agent`` constructor). ``read_agent_settings`` turns ``AGENT_*`` variables into named
-settings:
+The grammar (the prefix is ``AGENT_`` unless given; a ``Config``'s ``env_prefix`` goes before it):
 
-    AGENT_MAX_SOCKETS=10                  -> agent "default", max_sockets=10
-    AGENT_PAYMENTS_MAX_TOTAL_SOCKETS=2    -> agent "payments", max_total_sockets=2
-    AGENT_PAYMENTS_IDLE_TIMEOUT=none      -> agent "payments", idle_timeout=None
+    AGENT_MAX_SOCKETS=10                -> agent "default", max_sockets=10
+    AGENT_PAYMENTS_MAX_SOCKETS=2        -> agent "payments", max_sockets=2
+    AGENT_PAYMENTS_API__MAX_SOCKETS=2   -> agent "payments_api": a double underscore ends the name
+    AGENT_PAYMENTS_IDLE_TIMEOUT=none    -> agent "payments", idle_timeout=None
 
-Option names contain underscores, so a variable is split by matching its end against the known
-option names, longest first (``..._MAX_TOTAL_SOCKETS`` is never read as an agent named
-``..._MAX_TOTAL`` with an option ``SOCKETS``); what precedes the option is the agent's name.
+With single underscores the option is matched at the end of the variable, longest option name
+first (``..._MAX_TOTAL_SOCKETS`` is never an agent ``..._MAX_TOTAL`` with an option ``SOCKETS``),
+and what precedes it is the agent's name. Both forms setting one option of one agent is an error.
+Values are parsed by the explicit table in ``_option_table`` and validated by ``AgentOptions``,
+once per agent; ``AgentSettingsError`` names the variable and its value.
 
-Which variables are ours: ``AGENT_`` is a short prefix that other tools also use (Azure Pipelines
-sets ``AGENT_NAME``, ``AGENT_OS``...). A variable that ends in no option name is therefore
-ignored when it comes from the process environment, unless it looks like a misspelt option
-(``AGENT_MAX_SOCKET``), which is an error; in the app's own ``.env`` file every ``AGENT_*`` key
-must be an option. A bad value is an ``AgentSettingsError`` naming the variable and the value,
-raised when the settings are read, at startup.
+Which variables are ours. Other tools use the ``AGENT_`` prefix too (Azure Pipelines sets
+``AGENT_NAME``, ``AGENT_OS``, ``AGENT_ID``; CI runners ``AGENT_TOOLSDIRECTORY``), so a variable
+of the process environment that sets no option is judged by how surely it was meant for us:
+
+* surely ours, an error: it ends in an option but its agent name is invalid
+  (``AGENT_PAYMENTS-API_MAX_SOCKETS``), or it ends in one of Node's option names
+  (``AGENT_TIMEOUT``, ``AGENT_PAYMENTS_MAXSOCKETS``) or in a near-certain misspelling of an
+  option (``AGENT_MAX_SOCKET``); so is an option that can be set in code only;
+* perhaps ours, one warning (logger ``starlette_agent``) naming the closest option: one of its
+  words is a word of an option name (``AGENT_PAYMENTS_RETRY_SOCKETS``);
+* otherwise another tool's, ignored.
+
+In a ``.env`` file, which belongs to the app, and with ``strict=True``, every variable that
+starts with the prefix must set an option.
 """
 
 from __future__ import annotations
 
-import difflib
+import logging
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import fields, replace
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from starlette.config import Config
 
-from ._errors import InvalidOption
-from ._options import AgentOptions
+from ._errors import InvalidOption, InvalidOptionType
+from ._option_table import OPTION_TABLE, close_option, node_hint
+from ._options import DEFAULT_NAME, DEFAULT_OPTIONS, DEFAULT_PREFIX, AgentOptions
 from ._setup_errors import AgentSettingsError
 
-if TYPE_CHECKING:
-    from ._agent import Agent
+__all__ = [
+    "DEFAULT_NAME",
+    "DEFAULT_PREFIX",
+    "AgentSettings",
+    "AgentVariables",
+    "check_prefix",
+    "normalise_name",
+    "read_agent_options",
+    "read_agent_settings",
+    "read_variables",
+]
 
-__all__ = ["DEFAULT_PREFIX", "AgentSettings", "read_agent_options", "read_agent_settings"]
+#: The name the settings API had; the same type as ``AgentOptions``.
+AgentSettings = AgentOptions
 
-DEFAULT_PREFIX = "AGENT_"
-DEFAULT_NAME = "default"
+logger = logging.getLogger("starlette_agent")
 
-OPTION_NAMES: tuple[str, ...] = AgentOptions.names()
-_DEFAULTS = AgentOptions()
 _NAME_RE = re.compile(r"[a-z0-9]+(?:_[a-z0-9]+)*")
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
-_NONE = frozenset({"", "none", "null"})
+_OPTIONS_LONGEST_FIRST = tuple(sorted(OPTION_TABLE, key=len, reverse=True))
+_OPTION_WORDS = frozenset(word for option in OPTION_TABLE for word in option.split("_"))
+#: How alike (difflib ratio) a name and an option must be to call the name a misspelling.
+_SURE_MISSPELLING = 0.85
+_SOMEWHAT_ALIKE = 0.5  # below this, naming the "closest" option would only confuse
 
 
-class AgentSettings:
-    """One agent's options, validated once, by the rules of the ``Agent`` constructor.
+@dataclass(frozen=True, slots=True)
+class AgentVariables:
+    """The variables that set one agent's options, parsed; ``apply`` validates them."""
 
-    ``AgentSettings(max_sockets=2, idle_timeout=None)`` takes the ``Agent`` keyword names; an
-    unknown name or a bad value raises ``AgentSettingsError`` naming it. Settings are values:
-    immutable, comparable, and they create a fresh ``Agent`` each time ``create_agent()`` is called
-    (one per app lifespan, never at import time).
-    """
+    name: str
+    values: Mapping[str, tuple[str, str, Any]]  # option -> (variable, raw text, parsed value)
 
-    __slots__ = ("options",)
+    @property
+    def variables(self) -> tuple[str, ...]:
+        return tuple(variable for variable, _, _ in self.values.values())
 
-    options: AgentOptions
-
-    def __init__(self, **options: Any) -> None:
-        _reject_unknown_options(options, where="AgentSettings")
+    def apply(self, base: AgentOptions = DEFAULT_OPTIONS) -> AgentOptions:
+        """``base`` with these variables' options: one validation, errors naming the variable."""
+        changes = {option: parsed for option, (_, _, parsed) in self.values.items()}
         try:
-            validated = AgentOptions(**options)
-        except (TypeError, ValueError) as exc:
-            bad = _first_bad_option(options)
-            raise AgentSettingsError(
-                f"invalid agent option: {exc}", variable=bad, value=options.get(bad)
-            ) from exc
-        object.__setattr__(self, "options", validated)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError("AgentSettings is immutable; use .replace(**changes)")
-
-    @classmethod
-    def from_options(cls, options: AgentOptions) -> AgentSettings:
-        """Wrap options that are already validated."""
-        settings = cls.__new__(cls)
-        object.__setattr__(settings, "options", options)
-        return settings
-
-    @classmethod
-    def from_env(
-        cls,
-        config: Config | None = None,
-        *,
-        name: str = DEFAULT_NAME,
-        prefix: str = DEFAULT_PREFIX,
-    ) -> AgentSettings:
-        """The settings of agent ``name`` from ``config`` (default: the process environment).
-
-        Options no variable sets keep the ``Agent`` defaults.
-        """
-        found = read_agent_options(config, prefix=prefix)
-        return cls(**found.get(normalise_name(name), {}))
-
-    def replace(self, **changes: Any) -> AgentSettings:
-        """A copy with ``changes`` applied, validated the same way."""
-        _reject_unknown_options(changes, where="AgentSettings.replace")
-        return AgentSettings(**{**self.as_kwargs(), **changes})
-
-    def as_kwargs(self) -> dict[str, Any]:
-        """Every option, as keyword arguments for ``Agent(**kwargs)``."""
-        return {name: getattr(self.options, name) for name in OPTION_NAMES}
-
-    def create_agent(self) -> Agent:
-        """A new ``Agent`` with these options."""
-        from ._agent import Agent
-
-        return Agent(**self.as_kwargs())
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, AgentSettings):
-            return NotImplemented
-        return self.options == other.options
-
-    def __hash__(self) -> int:
-        return hash(self.options)
-
-    def __repr__(self) -> str:
-        changed = [
-            f"{name}={getattr(self.options, name)!r}"
-            for name in OPTION_NAMES
-            if getattr(self.options, name) != getattr(_DEFAULTS, name)
-        ]
-        return f"AgentSettings({', '.join(changed)})"
+            return base.replace(**changes)
+        except InvalidOption as exc:
+            if exc.option is not None and exc.option in self.values:
+                variable, raw, _ = self.values[exc.option]
+                raise AgentSettingsError(
+                    f"{variable}={raw!r}: {exc}", variable=variable, value=raw
+                ) from exc
+            variables = ", ".join(self.variables)
+            raise AgentSettingsError(f"{variables}: {exc}", variable=variables, value=None) from exc
 
 
-def read_agent_settings(
-    config: Config | None = None, *, prefix: str = DEFAULT_PREFIX
-) -> dict[str, AgentSettings]:
-    """Every agent that ``AGENT_*`` variables configure, by lower-case name.
+def read_variables(
+    config: Config | None = None, *, prefix: str = DEFAULT_PREFIX, strict: bool = False
+) -> dict[str, AgentVariables]:
+    """The agents that variables of ``config`` configure, by lower-case name.
 
     Reads ``config``'s environment and ``.env`` values (the environment wins, as in ``Config``),
     honouring ``config.env_prefix``. Raises ``AgentSettingsError`` naming the first bad variable.
     """
-    return {
-        name: AgentSettings.from_options(AgentOptions(**options))
-        for name, options in read_agent_options(config, prefix=prefix).items()
-    }
-
-
-def read_agent_options(
-    config: Config | None = None, *, prefix: str = DEFAULT_PREFIX
-) -> dict[str, dict[str, Any]]:
-    """Like ``read_agent_settings``, but only the options that variables set, already parsed.
-
-    The registry layers these over the settings given in code.
-    """
+    check_prefix(prefix)
     config = config if config is not None else Config()
     full_prefix = config.env_prefix + prefix
-    file_keys = set(config.file_values)
-    keys = sorted({*config.environ, *file_keys})
-
-    raw: dict[str, dict[str, tuple[str, str]]] = {}
-    for key in keys:
+    environ = set(config.environ)
+    found: dict[str, dict[str, tuple[str, str, Any]]] = {}
+    for key in sorted({*environ, *config.file_values}):
         if not key.startswith(full_prefix):
             continue
         rest = key[len(full_prefix) :]
-        parsed = _split_variable(rest)
-        if parsed is None:
-            from_file = key in file_keys and key not in config.environ
-            _check_foreign_variable(key, rest, from_file=from_file)
+        target = _target(key, rest, full_prefix)
+        if target is None:
+            _unknown(key, rest, full_prefix, in_file=key not in environ, strict=strict)
             continue
-        name, option = parsed
-        # Config.get applies its own env_prefix again, so ask for the key without it.
-        value = config.get(key[len(config.env_prefix) :])
-        agent_options = raw.setdefault(name, {})
-        if option in agent_options:
-            other = agent_options[option][0]
+        name, option = target
+        # Config.get puts its own env_prefix in front again, so ask without it.
+        raw = str(config.get(key[len(config.env_prefix) :]))
+        values = found.setdefault(name, {})
+        if option in values:
             raise AgentSettingsError(
-                f"{key} and {other} both set {option!r} of agent {name!r}; keep one",
+                f"{key} and {values[option][0]} both set {option!r} of agent {name!r}; keep one",
                 variable=key,
-                value=value,
-            )
-        agent_options[option] = (key, value)
-
-    return {name: _options_from_strings(name, values) for name, values in raw.items()}
-
-
-# --------------------------------------------------------------------------- parsing
-
-
-def _split_variable(rest: str) -> tuple[str, str] | None:
-    """``"PAYMENTS_MAX_SOCKETS"`` -> ``("payments", "max_sockets")``; None if no option matches."""
-    lowered = rest.lower()
-    for option in _OPTIONS_LONGEST_FIRST:
-        if lowered == option:
-            return DEFAULT_NAME, option
-        if lowered.endswith("_" + option):
-            name = lowered[: -len(option) - 1]
-            if _NAME_RE.fullmatch(name):
-                return name, option
-    return None
-
-
-_OPTIONS_LONGEST_FIRST = tuple(sorted(OPTION_NAMES, key=len, reverse=True))
-
-
-def _check_foreign_variable(key: str, rest: str, *, from_file: bool) -> None:
-    """Reject an ``AGENT_*`` key that is no option if it is ours or looks like a typo of one."""
-    words = rest.lower().split("_")
-    tails = ["_".join(words[i:]) for i in range(len(words))]
-    guesses = [
-        match
-        for tail in tails
-        for match in difflib.get_close_matches(tail, OPTION_NAMES, n=1, cutoff=0.85)
-    ]
-    if guesses:
-        raise AgentSettingsError(
-            f"{key} names no agent option; did you mean an option named {guesses[0]!r}? "
-            f"Known options: {', '.join(OPTION_NAMES)}",
-            variable=key,
-            value=None,
-        )
-    if from_file:
-        raise AgentSettingsError(
-            f"{key} in the .env file names no agent option; variables starting with the agent "
-            f"prefix end in one of: {', '.join(OPTION_NAMES)}",
-            variable=key,
-            value=None,
-        )
-
-
-def _options_from_strings(name: str, values: Mapping[str, tuple[str, str]]) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    for option, (variable, raw) in values.items():
-        parse = _PARSERS.get(option)
-        if parse is None:
-            raise AgentSettingsError(
-                f"{variable}={raw!r}: {option} cannot be set from the environment; "
-                f"pass it in code (AgentRegistry({{{name!r}: {{{option!r}: ...}}}}))",
-                variable=variable,
                 value=raw,
             )
-        try:
-            value = parse(raw)
-        except ValueError as exc:
-            message = f"{variable}={raw!r}: {option} {exc}"
-            raise AgentSettingsError(message, variable=variable, value=raw) from None
-        try:
-            # One option at a time, so an error is pinned on the variable that caused it.
-            AgentOptions(**{option: value})
-        except (TypeError, ValueError) as exc:
-            raise AgentSettingsError(
-                f"{variable}={raw!r}: {exc}", variable=variable, value=raw
-            ) from exc
-        options[option] = value
-    try:
-        AgentOptions(**options)
-    except (TypeError, ValueError) as exc:  # pragma: no cover - no cross-option rules today
-        variables = ", ".join(variable for variable, _ in values.values())
-        raise AgentSettingsError(f"{variables}: {exc}", variable=variables, value=None) from exc
-    return options
+        values[option] = (key, raw, _parse(key, raw, name, option))
+    return {name: AgentVariables(name, values) for name, values in found.items()}
 
 
-def _parse_bool(raw: str) -> bool:
-    text = raw.strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ValueError("must be true or false (also yes/no, on/off, 1/0)")
+def read_agent_settings(
+    config: Config | None = None, *, prefix: str = DEFAULT_PREFIX, strict: bool = False
+) -> dict[str, AgentOptions]:
+    """The options of every agent that variables of ``config`` configure, by lower-case name."""
+    found = read_variables(config, prefix=prefix, strict=strict)
+    return {name: variables.apply() for name, variables in found.items()}
 
 
-def _parser_for(annotation: str) -> Callable[[str], Any] | None:
-    """A string parser for one ``AgentOptions`` field, from its (string) annotation.
+def read_agent_options(
+    config: Config | None = None, *, prefix: str = DEFAULT_PREFIX, strict: bool = False
+) -> dict[str, dict[str, Any]]:
+    """Only the options that variables set, parsed and checked, by agent name.
 
-    Derived from the dataclass so a new option is picked up without a second list of types;
-    objects (an SSL context, a connector) have no parser and are set in code only.
+    For layering over options given in code, ``read_variables(...)[name].apply(base)`` does the
+    same in one validation, with errors naming the variable.
     """
-    parts = [part.strip() for part in annotation.split("|")]
-    optional = "None" in parts
-    base = [part for part in parts if part != "None"]
-    if len(base) != 1:
-        return None
-    convert: Callable[[str], Any]
-    if base[0] == "bool":
-        convert = _parse_bool
-    elif base[0] == "int":
-        convert = _parse_with(int, "an integer")
-    elif base[0] == "float":
-        convert = _parse_with(float, "a number")
-    elif base[0] == "str":
-        convert = str.strip
-    elif base[0] == "tuple[str, ...]":
-        convert = _parse_list
-    elif base[0] == "Scheduling":
-        convert = lambda raw: raw.strip().lower()  # noqa: E731
-    else:
-        return None
-    if not optional:
-        return convert
-
-    def parse_optional(raw: str) -> Any:
-        if raw.strip().lower() in _NONE:
-            return None
-        try:
-            return convert(raw)
-        except ValueError as exc:
-            raise ValueError(f"{exc}, or none") from None
-
-    return parse_optional
-
-
-def _parse_list(raw: str) -> tuple[str, ...]:
-    """``"10.0.0.0/8, fd00::/8"`` -> ``("10.0.0.0/8", "fd00::/8")``; empty means none."""
-    return tuple(part.strip() for part in raw.split(",") if part.strip())
-
-
-def _parse_with(kind: Callable[[str], Any], what: str) -> Callable[[str], Any]:
-    def parse(raw: str) -> Any:
-        try:
-            return kind(raw.strip())
-        except ValueError:
-            raise ValueError(f"must be {what}") from None
-
-    return parse
-
-
-_PARSERS: dict[str, Callable[[str], Any]] = {
-    field.name: parser
-    for field in fields(AgentOptions)
-    if (parser := _parser_for(str(field.type))) is not None
-}
-
-
-# --------------------------------------------------------------------------- helpers
+    found = read_variables(config, prefix=prefix, strict=strict)
+    for variables in found.values():
+        variables.apply()
+    return {
+        name: {option: parsed for option, (_, _, parsed) in variables.values.items()}
+        for name, variables in found.items()
+    }
 
 
 def normalise_name(name: str) -> str:
@@ -343,23 +165,132 @@ def normalise_name(name: str) -> str:
     return lowered
 
 
-def _reject_unknown_options(options: Mapping[str, Any], *, where: str) -> None:
-    for option in options:
-        if option not in OPTION_NAMES:
-            close = difflib.get_close_matches(option, OPTION_NAMES, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise AgentSettingsError(
-                f"{where}: unknown agent option {option!r}{hint} "
-                f"Known options: {', '.join(OPTION_NAMES)}",
-                variable=option,
-                value=options[option],
-            )
+def check_prefix(prefix: object) -> None:
+    """Refuse a prefix that would glue onto the option name (``"OUTBOUND"``)."""
+    if not isinstance(prefix, str):
+        raise InvalidOptionType(f"prefix must be a string such as 'AGENT_', got {prefix!r}")
+    if not prefix.endswith("_") or prefix.strip("_") == "":
+        fixed = f"{prefix.rstrip('_')}_" if prefix.strip("_") else "AGENT_"
+        raise InvalidOption(
+            f"prefix must be letters ending in '_', got {prefix!r}; write prefix={fixed!r} "
+            f"(variables are then {fixed}MAX_SOCKETS, {fixed}<NAME>__MAX_SOCKETS)"
+        )
 
 
-def _first_bad_option(options: Mapping[str, Any]) -> str:
-    for option, value in options.items():
-        try:
-            replace(_DEFAULTS, **{option: value})
-        except (TypeError, ValueError):
-            return option
-    return ", ".join(options)  # pragma: no cover - only a cross-option rule gets here
+# --------------------------------------------------------------------------- one variable
+
+
+def _target(key: str, rest: str, full_prefix: str) -> tuple[str, str] | None:
+    """``(agent name, option)`` that ``rest`` sets; None if it ends in no option."""
+    if "__" in rest:
+        raw_name, _, raw_option = rest.rpartition("__")
+        option = raw_option.lower()
+        if option not in OPTION_TABLE:
+            return None
+        return _agent_name(key, raw_name, option, full_prefix), option
+    lowered = rest.lower()
+    for option in _OPTIONS_LONGEST_FIRST:
+        if lowered == option:
+            return DEFAULT_NAME, option
+        if lowered.endswith("_" + option):
+            return _agent_name(key, rest[: -len(option) - 1], option, full_prefix), option
+    return None
+
+
+def _agent_name(key: str, raw: str, option: str, full_prefix: str) -> str:
+    """The agent a variable that ends in ``option`` is for; the name is to blame if bad."""
+    lowered = raw.lower()
+    if _NAME_RE.fullmatch(lowered):
+        return lowered
+    fixed = re.sub(r"[^a-z0-9]+", "_", lowered).strip("_")
+    if fixed:
+        instead = f"for an agent named {fixed!r}, write {full_prefix}{fixed.upper()}__"
+    else:
+        instead = f"for the default agent, write {full_prefix}"
+    raise AgentSettingsError(
+        f"{key} sets {option} of an agent named {raw!r}, which is not a valid agent name "
+        f"(letters, digits and single underscores); {instead}{OPTION_TABLE[option].variable}",
+        variable=key,
+        value=None,
+    )
+
+
+def _parse(key: str, raw: str, name: str, option: str) -> Any:
+    parse = OPTION_TABLE[option].parse
+    if parse is None:
+        raise AgentSettingsError(
+            f"{key}={raw!r}: {option} cannot be set from the environment; pass it in code "
+            f"(AgentRegistry({{{name!r}: AgentOptions({option}=...)}}))",
+            variable=key,
+            value=raw,
+        )
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        message = f"{key}={raw!r}: {option} {exc}"
+        raise AgentSettingsError(message, variable=key, value=raw) from None
+
+
+def _unknown(key: str, rest: str, full_prefix: str, *, in_file: bool, strict: bool) -> None:
+    """Judge a variable that sets no option: an error, one warning, or another tool's."""
+    splits = _splits(rest)
+    surely = _sure_meaning(splits, full_prefix)
+    if surely is not None:
+        raise AgentSettingsError(f"{key} is no agent option: {surely}", variable=key, value=None)
+    closest = _closest(splits, full_prefix)
+    if in_file or strict:
+        where = "in the .env file" if in_file else "(strict=True)"
+        raise AgentSettingsError(
+            f"{key} {where} is no agent option{closest}; variables starting with "
+            f"{full_prefix} are {full_prefix}<OPTION>, {full_prefix}<NAME>_<OPTION> or "
+            f"{full_prefix}<NAME>__<OPTION>",
+            variable=key,
+            value=None,
+        )
+    if any(word in _OPTION_WORDS for word in rest.lower().split("_")):
+        logger.warning(
+            "%s is no agent option and is ignored%s; strict=True makes this an error",
+            key,
+            closest,
+        )
+
+
+def _splits(rest: str) -> list[tuple[str, str, str]]:
+    """Where the agent name could end: ``(name, separator, option)``, longest option first."""
+    if "__" in rest:
+        return [rest.rpartition("__")]
+    words = rest.split("_")
+    return [("_".join(words[:i]), "_", "_".join(words[i:])) for i in range(len(words))]
+
+
+def _variable(full_prefix: str, name: str, separator: str, option: str) -> str:
+    return f"{full_prefix}{name}{separator if name else ''}{OPTION_TABLE[option].variable}"
+
+
+def _sure_meaning(splits: list[tuple[str, str, str]], full_prefix: str) -> str | None:
+    """What a variable surely meant, if it ends in a Node name or a near-certain misspelling."""
+    for name, separator, tail in splits:
+        hint = node_hint(tail)
+        if hint is not None:
+            message, meant = hint
+            instead = " or ".join(_variable(full_prefix, name, separator, o) for o in meant)
+            return f"{message}; set {instead}" if instead else message
+    for name, separator, tail in splits:
+        close = close_option(tail, cutoff=_SURE_MISSPELLING)
+        if close is not None:
+            return f"did you mean {_variable(full_prefix, name, separator, close[0])}?"
+    return None
+
+
+def _closest(splits: list[tuple[str, str, str]], full_prefix: str) -> str:
+    """`` (the closest is max_sockets (AGENT_MAX_SOCKETS))``, or nothing if none is close."""
+    scored = []
+    for name, separator, tail in splits:
+        close = close_option(tail, cutoff=_SOMEWHAT_ALIKE)
+        if close is not None:
+            option, ratio = close
+            scored.append((ratio, option, _variable(full_prefix, name, separator, option)))
+    if not scored:
+        return ""
+    _, option, variable = max(scored)
+    return f" (the closest is {option}, {variable})"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 
@@ -31,16 +31,15 @@ class Counters:
 
 @dataclass(frozen=True, slots=True)
 class AgentStats:
-    """A snapshot of an agent: sockets per origin (keyed by ``get_name``) and counters."""
+    """A snapshot of an agent: sockets per origin (keyed by ``get_name``) and its counters.
+
+    ``counters`` is a copy of the agent's running ``Counters`` taken with the snapshot; the
+    properties ``requests``, ``errors``... read it, so ``stats.requests`` is
+    ``stats.counters.requests``.
+    """
 
     origins: Mapping[str, OriginStats] = field(default_factory=dict)
-    connections_created: int = 0
-    connections_reused: int = 0
-    connections_closed: int = 0
-    idle_timeouts: int = 0
-    requests: int = 0
-    errors: int = 0
-    retries: int = 0
+    counters: Counters = field(default_factory=Counters)
     closed: bool = False
 
     @classmethod
@@ -49,8 +48,8 @@ class AgentStats:
     ) -> AgentStats:
         return cls(
             origins={key: OriginStats(*values) for key, values in counts.items()},
+            counters=replace(counters),
             closed=closed,
-            **asdict(counters),
         )
 
     @property
@@ -65,15 +64,42 @@ class AgentStats:
     def queued(self) -> int:
         return sum(o.queued for o in self.origins.values())
 
+    @property
+    def connections_created(self) -> int:
+        return self.counters.connections_created
+
+    @property
+    def connections_reused(self) -> int:
+        return self.counters.connections_reused
+
+    @property
+    def connections_closed(self) -> int:
+        return self.counters.connections_closed
+
+    @property
+    def idle_timeouts(self) -> int:
+        return self.counters.idle_timeouts
+
+    @property
+    def requests(self) -> int:
+        return self.counters.requests
+
+    @property
+    def errors(self) -> int:
+        return self.counters.errors
+
+    @property
+    def retries(self) -> int:
+        return self.counters.retries
+
     def as_dict(self) -> dict[str, Any]:
-        """Plain dicts and ints, ready for ``json.dumps``."""
-        result: dict[str, Any] = {
+        """Plain dicts and ints, ready for ``json.dumps``: the totals, each origin, the counters
+        (at the top level, as ``requests``, ``errors``...) and ``closed``."""
+        return {
             "active": self.active,
             "idle": self.idle,
             "queued": self.queued,
             "origins": {key: asdict(value) for key, value in self.origins.items()},
+            **asdict(self.counters),
+            "closed": self.closed,
         }
-        for name in Counters.__dataclass_fields__:
-            result[name] = getattr(self, name)
-        result["closed"] = self.closed
-        return result

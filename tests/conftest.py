@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from proxies import TinyproxyServer, tinyproxy_binary
 from real_servers import HypercornServer, NginxServer, nginx_binary
 from servers import RawServer, ServerThread, TLSFiles, UvicornServer, tls_files
 
@@ -79,16 +80,52 @@ def _raw(server_thread: ServerThread) -> Iterator[RawServer]:
     server.close()
 
 
-@pytest.fixture(scope="session")
-def _nginx() -> Iterator[NginxServer]:
-    binary = nginx_binary()
+def _debian_binary(package: str, binary: str | None) -> str:
+    """The program of a Debian package the tests need: CI (root) must have it, others skip."""
     if binary is None:
         if os.geteuid() == 0:
-            pytest.fail("nginx is not installed: scripts/test installs the Debian package nginx")
-        pytest.skip("nginx is not installed, and only root can install it (scripts/test does)")
-    server = NginxServer(binary)
+            pytest.fail(f"{package} is not installed: scripts/test installs the Debian package")
+        pytest.skip(f"{package} is not installed, and only root can install it (scripts/test does)")
+    return binary
+
+
+@pytest.fixture(scope="session")
+def _nginx() -> Iterator[NginxServer]:
+    server = NginxServer(_debian_binary("nginx", nginx_binary()))
     yield server
     server.close()
+
+
+def _tinyproxy_binary() -> str:
+    return _debian_binary("tinyproxy", tinyproxy_binary())
+
+
+@pytest.fixture(scope="session")
+def _tinyproxy() -> Iterator[TinyproxyServer]:
+    server = TinyproxyServer(_tinyproxy_binary())
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def _tinyproxy_with_auth() -> Iterator[TinyproxyServer]:
+    server = TinyproxyServer(_tinyproxy_binary(), user="alice", password="s3cret-Pa55")
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def proxy_server(_tinyproxy: TinyproxyServer) -> TinyproxyServer:
+    """Debian's tinyproxy on 127.0.0.1, any CONNECT port, counting from its log."""
+    _tinyproxy.reset()
+    return _tinyproxy
+
+
+@pytest.fixture
+def auth_proxy_server(_tinyproxy_with_auth: TinyproxyServer) -> TinyproxyServer:
+    """tinyproxy wanting Basic credentials (``alice:s3cret-Pa55``, in its ``url``)."""
+    _tinyproxy_with_auth.reset()
+    return _tinyproxy_with_auth
 
 
 @pytest.fixture(scope="session")

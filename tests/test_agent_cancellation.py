@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator
 
@@ -9,7 +10,7 @@ import anyio
 import anyio.abc
 import pytest
 from helpers import assert_pool_works, assert_settled
-from servers import RawConnection, RawServer, UvicornServer, wait_until
+from servers import RawConnection, RawServer, UvicornServer, response_bytes, wait_until
 
 from starlette_agent import Agent, Origin
 
@@ -137,3 +138,49 @@ async def test_cancelled_connects_leave_no_socket_open(server: UvicornServer) ->
         assert_settled(agent)
     # Every socket the server saw was closed by the agent (none leaked off its books).
     assert await wait_until(lambda: server.stats.open == 0, timeout=5), server.stats
+
+
+@pytest.mark.parametrize(
+    "anyio_backend",
+    [
+        pytest.param("asyncio", id="asyncio"),
+        pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"),
+    ],
+)
+async def test_a_retry_cancelled_natively_as_it_is_handed_a_socket_leaks_nothing(
+    raw_server: RawServer,
+) -> None:
+    """A retry waits for a fresh socket; the socket freed for it is to be closed first; a native
+    ``Task.cancel()`` lands right then. That socket must still be closed, and its slot freed."""
+
+    async def handler(conn: RawConnection) -> None:
+        if conn.index == 0:
+            await conn.read_request()
+            await conn.send(response_bytes())  # warm-up: this socket goes idle
+            await conn.read_request()  # the retried request, on the reused socket...
+            await anyio.sleep(0.2)
+            return  # ...which closes without answering: the agent retries on a fresh socket
+        while (request := await conn.read_request()) is not None:
+            if request.target == "/slow":
+                await anyio.sleep(0.3)
+            await conn.send(response_bytes())
+
+    raw_server.handler = handler
+    async with Agent(max_sockets=1) as agent:
+        await agent.get(f"{raw_server.url}/warm")
+        retrying = asyncio.ensure_future(agent.get(f"{raw_server.url}/retried"))
+        assert await wait_until(lambda: agent.stats().active == 1)
+        # Queued behind the retried request, this one takes the slot when the reused socket
+        # fails; the retry then queues for a fresh socket.
+        async with agent.stream("GET", f"{raw_server.url}/slow") as response:
+            await response.aread()
+            # Its socket was just handed to the retry, to close before connecting: cancel the
+            # retry now, before it runs again.
+            retrying.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await retrying
+        assert agent.stats().retries == 1
+        assert_settled(agent)
+        assert await wait_until(lambda: raw_server.stats.open == 0)
+        with anyio.fail_after(5):  # the only slot was given back
+            assert (await agent.get(f"{raw_server.url}/after")).status == 200

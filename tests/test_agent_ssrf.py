@@ -22,6 +22,7 @@ from loopback_only import (
     refuse_off_machine_connects,
     socket_backends,
 )
+from proxies import TinyproxyServer
 from servers import RawServer, UvicornServer
 
 from starlette_agent import Agent, AgentError, AgentSettings, BlockedAddress
@@ -208,3 +209,34 @@ async def test_the_safety_net_sees_the_agents_connects(
     assert [ipaddress.ip_address(a[0]) for a in log.refused] == [
         ipaddress.ip_address("255.255.255.255")
     ]
+
+
+# --------------------------------------------------------------------------- through a proxy
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "url",
+    ["http://10.0.0.1/", "https://192.168.1.1/", "http://[fd00::1]:8080/", "http://2130706433/"],
+)
+async def test_a_proxied_request_to_an_internal_address_is_refused_before_the_proxy(
+    proxy_server: TinyproxyServer, loopback_only: ConnectLog, url: str
+) -> None:
+    async with Agent(proxy=proxy_server.url, block_private_networks=True) as agent:
+        with pytest.raises(BlockedAddress):
+            await agent.get(url)
+        assert_settled(agent)
+    assert loopback_only.attempts == []  # not even the proxy was asked
+    assert proxy_server.stats.request_lines == []
+
+
+@pytest.mark.anyio
+async def test_the_proxy_the_operator_chose_is_not_refused(
+    proxy_server: TinyproxyServer, server: UvicornServer, loopback_only: ConnectLog
+) -> None:
+    # The proxy listens on loopback, which the guard refuses as a target; as the operator's
+    # chosen proxy it is let through, and the target name is resolved by the proxy.
+    async with Agent(proxy=proxy_server.url, block_private_networks=True) as agent:
+        response = await agent.get(f"http://localhost:{server.port}/echo")
+        assert response.status == 200
+    assert [address[1] for address in loopback_only.attempts] == [proxy_server.port]

@@ -9,8 +9,7 @@ import anyio.abc
 import pytest
 from servers import TLSFiles, UvicornServer
 
-from starlette_agent import Agent, AgentError, ConnectError, Origin
-from starlette_agent import _agent as agent_module
+from starlette_agent import Agent, AgentError, ConnectError, Origin, _routes
 
 pytestmark = pytest.mark.anyio
 
@@ -36,7 +35,7 @@ async def test_the_default_context_keeps_one_pool_key(
     tls_server: UvicornServer, tls: TLSFiles, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The agent's default context, made on first use, trusting the test CA here.
-    monkeypatch.setattr(agent_module, "_default_context", tls.client_context())
+    monkeypatch.setattr(_routes, "_default_context", tls.client_context())
     url = f"{tls_server.url}/peer"
     async with Agent() as agent:
         name = agent.get_name(url)

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from starlette_agent import AgentOptions
-from starlette_agent._settings import _PARSERS
+from starlette_agent._connection import Timeouts
+from starlette_agent._option_table import OPTION_TABLE
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -96,6 +97,9 @@ def test_python_blocks_run(page: Path, docs_environment: Path) -> None:
             exec(code, namespace)
         except BaseException as exc:
             raise AssertionError(f"the block at {block.where} failed: {exc!r}") from exc
+    # A reader runs these in a project of their own: its files (a .env above all) are not ours.
+    left = sorted(path.name for path in docs_environment.iterdir())
+    assert left == [], f"the blocks of {page.name} wrote {left} into the working directory"
 
 
 def test_every_page_with_code_runs_some_of_it() -> None:
@@ -118,8 +122,33 @@ def test_configuration_page_lists_every_option_and_variable() -> None:
     text = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
     for option in AgentOptions.names():
         assert f"`{option}`" in text, option
-        if option in _PARSERS:
-            assert f"`AGENT_{option.upper()}`" in text, option
+        if OPTION_TABLE[option].parse is not None:
+            assert f"`AGENT_{OPTION_TABLE[option].variable}`" in text, option
+
+
+def section(page: Path, title: str) -> str:
+    """The text of a page from the heading ``title`` to the next heading of any level."""
+    text = page.read_text(encoding="utf-8")
+    start = text.index(f" {title}\n")
+    end = re.search(r"^#", text[start:], re.MULTILINE)
+    return text[start : start + end.start()] if end else text[start:]
+
+
+def test_the_per_request_timeout_is_documented_as_the_agent_applies_it() -> None:
+    """``timeout=N`` replaces every timeout ``Timeouts`` carries; ``timeout=None`` none."""
+    text = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    [paragraph] = [p for p in text.split("\n\n") if "agent.get(url, timeout=" in p]
+    replaced = {f"{field}_timeout" for field in Timeouts.__dataclass_fields__}
+    assert set(re.findall(r"`(\w+_timeout)`", paragraph)) == replaced
+    assert "`timeout=None`" in paragraph
+
+
+def test_url_credentials_are_documented_where_requests_are() -> None:
+    page = ROOT / "docs" / "concepts.md"
+    path = section(page, "A request's path through an agent")
+    assert "`user:password@`" in path and "`Authorization: Basic`" in path
+    # ... and shown against a real server by a block that runs (test_python_blocks_run).
+    assert any("ada:s%40cret@" in b.code for b in python_blocks(page) if not b.fragment)
 
 
 def test_mkdocs_builds_the_site_strictly(tmp_path: Path) -> None:

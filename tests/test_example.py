@@ -195,10 +195,73 @@ def test_a_burst_queues_past_max_sockets_and_drains(example: Example) -> None:
     assert after["connections_created"] <= 5 + after["connections_closed"]
 
 
-def test_bad_query_values_are_clamped_not_fatal(example: Example) -> None:
-    result = example.post("server2", "/isolated/burst", params={"n": "lots", "delay": "-1"})
-    assert result["calls"] == 50 and result["errors"] == {}
-    assert len(result["peer_ports"]) <= 2  # the isolated agent's max_sockets
+@pytest.mark.parametrize(
+    ("query", "parameter", "message"),
+    [
+        ("n=lots", "n", "must be an integer from 1 to 1000, got 'lots'"),
+        ("n=0", "n", "must be an integer from 1 to 1000, got '0'"),
+        ("n=1001", "n", "must be an integer from 1 to 1000, got '1001'"),
+        ("n=2.5", "n", "must be an integer from 1 to 1000, got '2.5'"),
+        ("n=", "n", "must be an integer from 1 to 1000, got ''"),
+        ("delay=-1", "delay", "must be a number of seconds from 0 to 5, got '-1'"),
+        ("delay=5.5", "delay", "must be a number of seconds from 0 to 5, got '5.5'"),
+        ("delay=nan", "delay", "must be a number of seconds from 0 to 5, got 'nan'"),
+        ("delay=soon", "delay", "must be a number of seconds from 0 to 5, got 'soon'"),
+        ("n=5&n=6", "n", "is given more than once"),
+        ("count=5", "count", "is not a parameter here; known: n, delay"),
+    ],
+)
+def test_a_burst_with_a_bad_parameter_is_refused_naming_it(
+    example: Example, query: str, parameter: str, message: str
+) -> None:
+    before = agent_info(example.get("server2", "/agents"), "isolated")["requests"]
+    response = httpx.post(example.urls["server2"] + "/isolated/burst?" + query, timeout=10)
+    assert response.status_code == 422, response.text
+    assert response.json()["parameters"] == {parameter: message}
+    assert f"{parameter} {message}" in response.json()["error"]
+    # Nothing was sent: a refused burst is not a smaller or a slower one.
+    assert agent_info(example.get("server2", "/agents"), "isolated")["requests"] == before
+
+
+def test_every_bad_parameter_is_named_at_once(example: Example) -> None:
+    response = httpx.post(example.urls["server1"] + "/burst?n=0&delay=9&x=1", timeout=10)
+    assert response.status_code == 422
+    assert set(response.json()["parameters"]) == {"n", "delay", "x"}
+
+
+@pytest.mark.parametrize(("server", "path"), [("server1", "/call"), ("upstream", "/work")])
+def test_a_call_with_a_bad_delay_is_refused_naming_it(
+    example: Example, server: str, path: str
+) -> None:
+    response = httpx.get(example.urls[server] + path + "?delay=-0.5", timeout=10)
+    assert response.status_code == 422, response.text
+    assert response.json()["parameters"] == {
+        "delay": "must be a number of seconds from 0 to 5, got '-0.5'"
+    }
+
+
+def test_a_burst_with_the_limits_as_values_runs(example: Example) -> None:
+    result = example.post("server2", "/isolated/burst", params={"n": 1, "delay": 0})
+    assert result["calls"] == 1 and result["errors"] == {}
+    result = example.post("server2", "/isolated/burst", params={"n": 3, "delay": "0.01"})
+    assert result["calls"] == 3 and len(result["peer_ports"]) <= 2  # its max_sockets
+
+
+# --------------------------------------------------------------------------- the upstream
+
+
+def test_the_upstream_home_page_links_to_its_sockets(example: Example) -> None:
+    home = httpx.get(example.urls["upstream"] + "/", timeout=10)
+    assert home.status_code == 200
+    assert home.headers["content-type"].startswith("text/html")
+    links = re.findall(r'href="([^"]+)"', home.text)
+    assert "/sockets" in links
+    # Every link on it leads somewhere: the upstream's own pages, and the co-hosted dashboards.
+    for link in links:
+        target = link if link.startswith("http") else example.urls["upstream"] + link
+        assert httpx.get(target, timeout=10).status_code == 200, link
+    assert {example.urls["server1"] + "/", example.urls["server2"] + "/"} <= set(links)
+    assert "requests" in httpx.get(example.urls["upstream"] + "/sockets", timeout=10).json()
 
 
 # --------------------------------------------------------------------------- lifecycle

@@ -1,8 +1,9 @@
 """The example's dashboard in a real browser: Debian's headless Chromium, driven by Playwright.
 
 Playwright's own browser download is never used (``executable_path`` points at the system
-Chromium that ``scripts/test`` installs). The test writes ``artifacts/dashboard.png``, taken
-while a burst is queued, and ``artifacts/dashboard-drained.png`` after it drained.
+Chromium that ``scripts/test`` installs). The test writes ``artifacts/dashboard-queued.png``,
+taken while a burst is queued, and ``artifacts/dashboard.png`` after it drained, when the chart
+shows the queue that formed and drained.
 """
 
 from __future__ import annotations
@@ -56,12 +57,30 @@ def number(page: Page, agent: str, field: str) -> int:
     return int(cell.inner_text())
 
 
+def series(page: Page, agent: str, name: str) -> dict[str, str]:
+    """One line of an agent's chart: its SVG points, latest value and peak over the window."""
+    line = page.locator(f'[data-agent="{agent}"] svg[data-chart] [data-series="{name}"]')
+    return {key: line.get_attribute(key) or "" for key in ("points", "data-last", "data-peak")}
+
+
 def test_dashboard_shows_a_shared_burst_queue_and_drain(example: Example, page: Page) -> None:
     page.goto(example.urls["server1"] + "/")
     default = page.locator('[data-agent="default"]')
     expect(default).to_contain_text("used by server1, server2")
     expect(default).to_contain_text("max_sockets 5")
     expect(page.locator("#title")).to_have_text("server1")
+    # A chart per agent, with a line per series, already drawn from the first polls.
+    charts = page.locator("svg[data-chart]")
+    expect(charts).to_have_count(len(example.get("server1", "/agents")["agents"]))
+    for name in ("active", "idle", "queued"):
+        expect(default.locator(f'svg[data-chart] [data-series="{name}"]')).to_have_count(1)
+    page.wait_for_function(
+        """() => document.querySelector(
+            '[data-agent="default"] [data-series="queued"]')?.getAttribute("points")
+            ?.split(" ").length > 2"""
+    )
+    quiet = series(page, "default", "queued")
+    assert quiet["data-peak"] == "0" and quiet["data-last"] == "0"
 
     page.fill("#count", "50")
     page.fill("#delay", "0.1")
@@ -75,13 +94,19 @@ def test_dashboard_shows_a_shared_burst_queue_and_drain(example: Example, page: 
             const c = document.querySelector(
                 '[data-agent="default"] [data-field="connections_created"]');
             const seen = document.querySelectorAll('#upstream tbody tr').length;
+            const line = document.querySelector(
+                '[data-agent="default"] svg[data-chart] [data-series="queued"]');
             return q && a && c && Number(q.textContent) > 40 && Number(a.textContent) === 5
-                && Number(c.textContent) > 0 && seen > 0;
+                && Number(c.textContent) > 0 && seen > 0
+                && line && Number(line.getAttribute("data-last")) > 40;
         }""",
         timeout=10_000,
     )
     ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-queued.png"), full_page=True)
+    queued = series(page, "default", "queued")
+    assert queued["points"] != quiet["points"]
+    assert series(page, "default", "active")["data-last"] == "5"
     assert "queued" in default.locator(".queue").inner_text()
     assert len(default.locator(".sock.active").all()) == 5
 
@@ -103,7 +128,20 @@ def test_dashboard_shows_a_shared_burst_queue_and_drain(example: Example, page: 
         has_text="server2 (default agent)"
     )
     expect(shared_rows.first).to_be_visible()
-    page.screenshot(path=str(ARTIFACTS / "dashboard-drained.png"), full_page=True)
+
+    # The chart kept the burst: the queue rose past 50 and came back to 0, with 5 sockets
+    # active at most (max_sockets), all of them idle once it drained.
+    chart_queued = default.locator('svg[data-chart] [data-series="queued"]')
+    expect(chart_queued).to_have_attribute("data-last", "0")
+    drained = series(page, "default", "queued")
+    assert int(drained["data-peak"]) > 50
+    assert drained["points"] != queued["points"]
+    assert series(page, "default", "active")["data-peak"] == "5"
+    expect(default.locator('svg[data-chart] [data-series="active"]')).to_have_attribute(
+        "data-last", "0"
+    )
+    assert int(series(page, "default", "idle")["data-last"]) >= 1
+    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
 
 
 def test_dashboard_of_server2_bursts_through_the_isolated_agent(
@@ -123,3 +161,13 @@ def test_dashboard_of_server2_bursts_through_the_isolated_agent(
     assert number(page, "isolated", "connections_created") <= 2  # its max_sockets
     # The shared agent did not carry these calls.
     assert int(example.get("server2", "/agents")["agents"][0]["requests"]) == before
+
+
+def test_dashboard_shows_why_a_burst_was_refused(example: Example, page: Page) -> None:
+    page.goto(example.urls["server2"] + "/")
+    expect(page.locator('[data-agent="isolated"]')).to_be_visible()
+    page.fill("#count", "5000")
+    page.click('button[data-burst="isolated"]')
+    expect(page.locator("#log")).to_contain_text(
+        "refused: n must be an integer from 1 to 1000, got '5000'", timeout=10_000
+    )

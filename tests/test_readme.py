@@ -3,11 +3,15 @@ links match the code and the docs. (Every Python block also runs in ``test_docs`
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 from starlette.testclient import TestClient
 from test_docs import code_blocks, python_blocks
 
@@ -76,6 +80,54 @@ def test_example_settings_table_lists_every_example_variable() -> None:
     assert variables
     for variable in variables:
         assert f"| `{variable}` |" in text, variable
+
+
+_SETTING = re.compile(r'^(\w+): \w+ = config\("(EXAMPLE_\w+)"', re.MULTILINE)
+# A value for each variable, unlike its default, to see which defaults follow which variables.
+_PROBES = {"HOST": "127.0.0.9", "URL": "http://127.0.0.9:9", "PORT": "9"}
+
+
+def example_settings(tmp_path: Path, **variables: str) -> dict[str, str]:
+    """The ``EXAMPLE_*`` settings as ``example_app.settings`` resolves them, by variable."""
+    names = dict(
+        (variable, name)
+        for name, variable in _SETTING.findall((ROOT / "example_app" / "settings.py").read_text())
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EXAMPLE_", "AGENT_"))}
+    env.update(EXAMPLE_ENV_FILE=str(tmp_path / "absent.env"), **variables)
+    script = (
+        "import json, example_app.settings as s; "
+        f"print(json.dumps({{v: str(getattr(s, n)) for v, n in {names!r}.items()}}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    values: dict[str, str] = json.loads(result.stdout)
+    return values
+
+
+def documented_defaults(page: Path) -> dict[str, str]:
+    """The default column of a page's ``| `EXAMPLE_X` | default | meaning |`` rows."""
+    rows = re.findall(r"^\| `(EXAMPLE_\w+)` \| ([^|]+) \|", page.read_text(), re.MULTILINE)
+    return dict(rows)
+
+
+@pytest.mark.parametrize("page", [README, ROOT / "docs" / "index.md"], ids=lambda p: p.name)
+def test_example_defaults_are_the_ones_the_code_uses(page: Path, tmp_path: Path) -> None:
+    documented = documented_defaults(page)
+    defaults = example_settings(tmp_path)
+    assert defaults
+    probed = {
+        other: example_settings(tmp_path, **{other: _PROBES[other.rsplit("_", 1)[1]]})
+        for other in defaults
+    }
+    for variable, value in defaults.items():
+        # The cell opens with the default; a default that follows another variable names it.
+        assert documented[variable].startswith(f"`{value}`"), (variable, value)
+        for other, values in probed.items():
+            if other != variable and values[variable] != value:
+                assert f"`{other}`" in documented[variable], (variable, "follows", other)
 
 
 def test_links_to_docs_exist() -> None:
