@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import HTTPConnection
 
 from ._agent import Agent
-from ._binding import SCOPE_KEY, Binding, missing_agent
+from ._binding import SCOPE_KEY, missing_agent
 from ._settings import normalise_name
 
 __all__ = ["agent_dependency", "get_agent"]
@@ -25,17 +25,18 @@ async def get_agent(conn: HTTPConnection) -> Agent:
     """The agent ``AgentMiddleware`` chose for this request (also ``request.state.agent``).
 
     Raises ``AgentNotConfigured`` saying what to do when no middleware injected one, or when the
-    middleware is there but the app's lifespan did not run.
+    middleware is there but its agents are not open (the app's lifespan did not run).
     """
     state = conn.scope.get("state")
     if state is not None:
-        agent = state.get("agent")
-        if agent is not None:
-            return agent  # type: ignore[no-any-return]
+        try:
+            return state["agent"]  # type: ignore[no-any-return]
+        except KeyError:  # (an AgentState raises AgentNotConfigured instead, saying why)
+            pass
     binding = conn.scope.get(SCOPE_KEY)
-    if isinstance(binding, Binding):
-        return binding.get(binding.default_name)  # raises the reason it is not started
-    raise missing_agent()
+    if binding is None:
+        raise missing_agent()
+    return binding.get(binding.default_name)  # type: ignore[no-any-return]
 
 
 def agent_dependency(name: str) -> AgentGetter:
@@ -52,9 +53,9 @@ def agent_dependency(name: str) -> AgentGetter:
 def _named_dependency(key: str) -> AgentGetter:
     async def get_named_agent(conn: HTTPConnection) -> Agent:
         binding = conn.scope.get(SCOPE_KEY)
-        if not isinstance(binding, Binding):
+        if binding is None:
             raise missing_agent(key)
-        return binding.get(key)
+        return binding.get(key)  # type: ignore[no-any-return]
 
     get_named_agent.__name__ = get_named_agent.__qualname__ = f"get_agent_{key}"
     get_named_agent.agent_name = key  # type: ignore[attr-defined]

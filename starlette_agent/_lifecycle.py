@@ -1,100 +1,50 @@
-"""Who may close an agent, and how: leases counted across apps, and a graceful close.
+"""How agents are closed at shutdown: wait until they are idle, bounded, then close them.
 
-Several apps in one process (two ``uvicorn.Server``s in one event loop) may be handed the same
-``Agent`` instance, the same registry, or the process-wide ``global_agent()``. Each app's
-lifespan takes a *lease* on such an agent at startup and returns it at shutdown; the agent is
-closed when the last lease is returned, so the first app to stop never pulls sockets from under
-the others.
-
-Leases are counted synchronously (no await between reading and writing a count), so two
-lifespans starting or stopping concurrently in one event loop cannot miss each other. Agents
-belong to one event loop; so do leases.
+Who closes an agent, and when, is decided by its ``AgentRegistry`` (the one count of who still
+uses it); this module only carries the closing out. Both steps run shielded: shutdown is the
+last chance to close these sockets, and a cancelled lifespan must not skip it.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 import anyio
 
-from ._errors import AgentClosed
-
 if TYPE_CHECKING:
     from ._agent import Agent
 
-__all__ = ["acquire", "close_gracefully", "lease_count", "release"]
+__all__ = ["close_all", "close_gracefully"]
 
 logger = logging.getLogger("starlette_agent")
 
-#: id(agent) -> (agent, number of lifespans holding it). Keyed by id: an Agent may define __eq__.
-_leases: dict[int, tuple[Agent, int]] = {}
 
-#: How often the graceful close looks at the in-flight count.
-_POLL_INTERVAL = 0.02
+async def close_gracefully(
+    agents: Sequence[Agent], *, timeout: float | None, keep: Callable[[Agent], bool]
+) -> None:
+    """Wait up to ``timeout`` seconds (None: for ever) for ``agents`` to be idle, then close them.
 
-
-def acquire(agent: Agent, *, owner: str) -> None:
-    """Take a lease on ``agent`` for ``owner`` (named in the error if the agent is closed)."""
-    if agent.closed:
-        raise AgentClosed(
-            f"{owner} was given an agent that is already closed: {agent!r}. An agent instance "
-            f"serves one lifespan; to restart an app, give it settings or an AgentRegistry, "
-            f"which create a fresh agent at each startup"
-        )
-    _, count = _leases.get(id(agent), (agent, 0))
-    _leases[id(agent)] = (agent, count + 1)
-
-
-def release(agents: Sequence[Agent]) -> list[Agent]:
-    """Return one lease on each of ``agents``; answer those whose last lease this was.
-
-    The caller closes the answered agents (``close_gracefully``); they are already forgotten.
-    """
-    to_close: list[Agent] = []
-    for agent in agents:
-        _, count = _leases.get(id(agent), (agent, 1))
-        if count <= 1:
-            _leases.pop(id(agent), None)
-            to_close.append(agent)
-        else:
-            _leases[id(agent)] = (agent, count - 1)
-    return to_close
-
-
-def lease_count(agent: Agent) -> int:
-    """How many lifespans hold ``agent`` right now."""
-    return _leases.get(id(agent), (agent, 0))[1]
-
-
-async def close_gracefully(agents: Sequence[Agent], *, timeout: float | None) -> None:
-    """Wait up to ``timeout`` seconds for in-flight requests on ``agents`` to end, then close them.
-
-    An agent leased again during the wait is left open: its new holder closes it later.
-
-    One deadline covers all agents, so N agents never take N timeouts. Runs shielded: shutdown
-    is the last chance to close these sockets, and a cancelled lifespan must not skip it. A close
-    that fails is logged and the others still close; the first such error is raised at the end.
+    Waiting is ``Agent.wait_idle()``: no request in flight or queued. One deadline covers all
+    agents, so N agents never take N timeouts. An agent for which ``keep(agent)`` is true once
+    the wait is over (its owner opened it again meanwhile) stays open. A close that fails is
+    logged and the others still close; the first such error is raised at the end.
     """
     if not agents:
         return
     first_error: BaseException | None = None
     with anyio.CancelScope(shield=True):
-        wait = math.inf if timeout is None else timeout
-        with anyio.move_on_after(wait) as waited:
-            while any(_in_flight(agent) for agent in agents):
-                await anyio.sleep(_POLL_INTERVAL)
+        with anyio.move_on_after(math.inf if timeout is None else timeout) as waited:
+            for agent in agents:
+                await agent.wait_idle()
         if waited.cancelled_caught:
-            busy = {repr(agent): _in_flight(agent) for agent in agents if _in_flight(agent)}
             logger.warning(
-                "closing agents with requests still in flight after %ss: %s", timeout, busy
+                "closing agents still busy after %ss: %s", timeout, ", ".join(map(repr, agents))
             )
         for agent in agents:
-            if lease_count(agent):
-                # An app started while we waited and took the agent again (the global agent
-                # is handed out until it is closed): it is in use, so it stays open.
+            if keep(agent):
                 continue
             try:
                 await agent.aclose()
@@ -105,7 +55,23 @@ async def close_gracefully(agents: Sequence[Agent], *, timeout: float | None) ->
         raise first_error
 
 
-def _in_flight(agent: Agent) -> int:
-    """Requests the agent is serving now (holding or waiting for a socket)."""
-    stats = agent.stats()
-    return int(stats.active + stats.queued)
+async def close_all(closes: Sequence[Callable[[], Awaitable[object]]]) -> list[Exception]:
+    """Run every close at once, shielded, so their waits overlap; answer the errors they raised."""
+    errors: list[Exception] = []
+
+    async def run(close: Callable[[], Awaitable[object]]) -> None:
+        try:
+            await close()
+        except Exception as exc:
+            errors.append(exc)
+
+    with anyio.CancelScope(shield=True):
+        if len(closes) == 1:
+            # Inline: a close that only gives back a use (another app still holds the agents)
+            # then completes without yielding, so co-hosted apps stop in a predictable order.
+            await run(closes[0])
+        else:
+            async with anyio.create_task_group() as tg:
+                for close in closes:
+                    tg.start_soon(run, close)
+    return errors

@@ -2,8 +2,8 @@
 
 They are raised at startup (a bad ``AGENT_*`` variable, an unknown agent name) or when a handler
 asks for an agent the app was not set up to give. Each is an ``AgentError`` and also the builtin a
-caller would naturally catch (``ValueError``, ``LookupError``, ``RuntimeError``), and its message
-says what to change.
+caller would naturally catch (``ValueError``, ``LookupError``, ``RuntimeError``, and
+``AttributeError`` for ``request.state.agent``), and its message says what to change.
 """
 
 from __future__ import annotations
@@ -39,5 +39,9 @@ class UnknownAgentName(AgentError, LookupError):
         self.known = known
 
 
-class AgentNotConfigured(AgentError, RuntimeError):
-    """A handler asked for an agent, but the app does not inject one (yet)."""
+class AgentNotConfigured(AgentError, RuntimeError, AttributeError):
+    """A handler asked for an agent, but the app does not inject one (yet).
+
+    Also an ``AttributeError``: ``request.state.agent`` raises it when no agent was injected, and
+    ``getattr(request.state, "agent", None)`` must still answer None.
+    """

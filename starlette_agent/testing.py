@@ -29,10 +29,12 @@ from collections.abc import Iterator
 from starlette.types import ASGIApp
 
 from ._agent import Agent
+from ._discovery import MiddlewareFound, find
 from ._errors import InvalidOption
 from ._mock import Interceptor, MockAgent, RecordedRequest, UnmatchedRequest
 from ._settings import DEFAULT_NAME, normalise_name
-from .middleware import AgentMiddleware, _walk
+from ._setup_errors import UnknownAgentName
+from .middleware import AgentMiddleware
 
 __all__ = [
     "Interceptor",
@@ -49,8 +51,11 @@ def override_agent(app: ASGIApp, agent: Agent, name: str = DEFAULT_NAME) -> Iter
 
     Works on a running app and on one not started yet (its middleware stack is built now, so
     add middleware before calling this). Covers ``request.state.agent``, ``get_agent``,
-    ``agent_dependency(name)`` and route-level middleware that name the agent. The agent is not
-    leased: the app will not close it, the caller does.
+    ``agent_dependency(name)`` and route-level middleware that name the agent, in the app and
+    in the apps mounted in it. The agent is not closed by the app: the caller closes it.
+
+    Raises ``UnknownAgentName`` for a name no registry of the app defines, listing the known
+    ones, so that a typo cannot let the test's requests reach the real upstream.
     """
     key = normalise_name(name)
     middleware = _agent_middleware(app)
@@ -58,9 +63,12 @@ def override_agent(app: ASGIApp, agent: Agent, name: str = DEFAULT_NAME) -> Iter
         raise InvalidOption(
             f"override_agent: {app!r} has no AgentMiddleware; add one before overriding its agent"
         )
-    previous = [instance._overrides.get(key) for instance in middleware]
-    for instance in middleware:
-        instance.set_override(key, agent)
+    known = {known_name for instance in middleware for known_name in instance.registry.names}
+    if key not in known:
+        raise UnknownAgentName(
+            name, (DEFAULT_NAME, *sorted(known - {DEFAULT_NAME})), where="override_agent"
+        )
+    previous = [instance.set_override(key, agent) for instance in middleware]
     try:
         yield agent
     finally:
@@ -69,9 +77,6 @@ def override_agent(app: ASGIApp, agent: Agent, name: str = DEFAULT_NAME) -> Iter
 
 
 def _agent_middleware(app: ASGIApp) -> list[AgentMiddleware]:
-    build = getattr(app, "build_middleware_stack", None)
-    if getattr(app, "middleware_stack", ...) is None and callable(build):
-        # A Starlette (or FastAPI) app builds its stack on its first call; build it now so
-        # that an override set before startup is seen by the middleware that will run.
-        app.middleware_stack = build()  # type: ignore[attr-defined]
-    return [node for _, node in _walk(app) if isinstance(node, AgentMiddleware)]
+    """Every AgentMiddleware of ``app``, at the top and below (stacks not built yet are built)."""
+    found = find(app, AgentMiddleware)
+    return [site.middleware for site in found if isinstance(site, MiddlewareFound)]

@@ -16,7 +16,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 fastapi = pytest.importorskip("fastapi")
-from fastapi import Depends, FastAPI  # noqa: E402
+from fastapi import APIRouter, Depends, FastAPI  # noqa: E402
 
 from starlette_agent import Agent  # noqa: E402
 from starlette_agent._dependency import agent_dependency, get_agent  # noqa: E402
@@ -123,3 +123,92 @@ def test_agent_dep_names_an_agent() -> None:
 
     with TestClient(app) as client:
         assert client.get("/").json() == {"agent": id(registry.get("search"))}
+
+
+# --------------------------------------------------------------------------- included routers
+
+
+def test_routes_of_an_included_router_get_their_named_agents() -> None:
+    registry = AgentRegistry({"payments": {"max_sockets": 2}})
+    router = APIRouter(prefix="/api")
+
+    @router.get("/pay")
+    async def pay(agent: PaymentsAgent) -> dict[str, Any]:
+        return {"agent": id(agent)}
+
+    app = FastAPI(middleware=[Middleware(AgentMiddleware, registry=registry)])
+    app.include_router(router)
+    with TestClient(app) as client:
+        assert client.get("/api/pay").json() == {"agent": id(registry.get("payments"))}
+
+
+def included(router: APIRouter, **include: Any) -> FastAPI:
+    app = FastAPI(middleware=[Middleware(AgentMiddleware, registry=AgentRegistry({"pay": {}}))])
+    app.include_router(router, **include)
+    return app
+
+
+def typo_dependency() -> Any:
+    return Depends(agent_dependency("paymnets"))
+
+
+def router_with_typo_in_a_route() -> FastAPI:
+    router = APIRouter()
+
+    @router.get("/x")
+    async def x(agent: agent_dep("paymnets")) -> None:  # type: ignore[valid-type]
+        pass  # pragma: no cover
+
+    return included(router)
+
+
+def router_with_typo_in_its_dependencies() -> FastAPI:
+    router = APIRouter(dependencies=[typo_dependency()])
+
+    @router.get("/x")
+    async def x() -> None:
+        pass  # pragma: no cover
+
+    return included(router)
+
+
+def router_included_with_a_typo_in_dependencies() -> FastAPI:
+    router = APIRouter()
+
+    @router.get("/x")
+    async def x() -> None:
+        pass  # pragma: no cover
+
+    return included(router, dependencies=[typo_dependency()])
+
+
+@pytest.mark.parametrize(
+    "make_app",
+    [
+        router_with_typo_in_a_route,
+        router_with_typo_in_its_dependencies,
+        router_included_with_a_typo_in_dependencies,
+    ],
+)
+def test_unknown_names_in_included_routers_fail_startup(make_app: Any) -> None:
+    app = make_app()
+    with (
+        pytest.raises(UnknownAgentName, match=r"'paymnets'.*known names: 'default', 'pay'"),
+        TestClient(app),
+    ):
+        pass  # pragma: no cover
+
+
+def test_a_sub_app_mounted_in_an_included_router_opens_its_own_registry() -> None:
+    inner = AgentRegistry({"default": {"max_sockets": 3}})
+    sub = FastAPI(middleware=[Middleware(AgentMiddleware, registry=inner)])
+
+    @sub.get("/whoami")
+    async def whoami(agent: AgentDep) -> dict[str, Any]:
+        return {"agent": id(agent), "max_sockets": agent.config.max_sockets}
+
+    router = APIRouter()
+    router.mount("/v2", sub)
+    app = included(router)
+    with TestClient(app) as client:
+        assert client.get("/v2/whoami").json() == {"agent": id(inner.get()), "max_sockets": 3}

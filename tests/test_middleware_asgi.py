@@ -15,11 +15,12 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocket
 
-from starlette_agent import Agent
+from starlette_agent import Agent, AgentClosed, AgentOptions, AgentSettings
 from starlette_agent._dependency import agent_dependency, get_agent
 from starlette_agent._registry import AgentRegistry
 from starlette_agent._setup_errors import AgentNotConfigured, UnknownAgentName
 from starlette_agent.middleware import AgentMiddleware
+from starlette_agent.testing import MockAgent, override_agent
 
 
 async def whoami(request: Request) -> JSONResponse:
@@ -116,7 +117,7 @@ def test_options_are_validated_once_with_their_names() -> None:
     async def inner(scope: Any, receive: Any, send: Any) -> None:  # pragma: no cover
         pass
 
-    with pytest.raises(TypeError, match="agent must be an Agent, an agent name or None, got 3"):
+    with pytest.raises(TypeError, match=r"agent must be an Agent, AgentOptions, .* got 3"):
         AgentMiddleware(inner, agent=3)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="registry must be an AgentRegistry"):
         AgentMiddleware(inner, registry={"default": {}})  # type: ignore[arg-type]
@@ -177,3 +178,131 @@ def test_repr_says_what_it_injects_and_whether_it_started() -> None:
         "<AgentMiddleware registry=<AgentRegistry [default, payments] closed>, "
         "agent='payments' (not started)>"
     )
+
+
+# --------------------------------------------------------------------------- request.state.agent
+
+
+async def state_agent(request: Request) -> JSONResponse:
+    return JSONResponse({"agent": id(request.state.agent)})
+
+
+async def state_agent_or_none(request: Request) -> JSONResponse:
+    return JSONResponse({"agent": getattr(request.state, "agent", None)})
+
+
+async def get_agent_route(request: Request) -> JSONResponse:
+    return JSONResponse({"agent": id(await get_agent(request))})  # pragma: no cover
+
+
+def state_app(**options: Any) -> Starlette:
+    return Starlette(
+        routes=[
+            Route("/state", state_agent),
+            Route("/getattr", state_agent_or_none),
+            Route("/get_agent", get_agent_route),
+        ],
+        middleware=[Middleware(AgentMiddleware, **options)],
+    )
+
+
+def raised(client: TestClient, path: str) -> BaseException:
+    with pytest.raises(AgentNotConfigured) as caught:
+        client.get(path)
+    return caught.value
+
+
+@pytest.mark.parametrize("options", [{}, {"registry": AgentRegistry()}], ids=["global", "registry"])
+def test_state_agent_without_lifespan_raises_the_get_agent_error(options: Any) -> None:
+    client = TestClient(state_app(**options))  # no `with`: the lifespan does not run
+    from_state = raised(client, "/state")
+    assert isinstance(from_state, AttributeError)
+    assert str(from_state) == str(raised(client, "/get_agent"))
+    assert "the ASGI lifespan did not run" in str(from_state)
+    # getattr with a default still works, as for any missing attribute.
+    assert client.get("/getattr").json() == {"agent": None}
+
+
+def test_state_agent_of_an_unreached_route_middleware_raises_the_get_agent_error() -> None:
+    # Route middleware of an app whose own middleware never started (no lifespan).
+    payments = [Middleware(AgentMiddleware, agent="payments")]
+    app = Starlette(
+        routes=[
+            Route("/state", state_agent, middleware=payments),
+            Route("/get_agent", get_agent_route, middleware=payments),
+        ]
+    )
+    client = TestClient(app)
+    from_state = raised(client, "/state")
+    assert isinstance(from_state, AttributeError)
+    assert str(from_state) == str(raised(client, "/get_agent"))
+
+
+# --------------------------------------------------------------------------- recipes
+
+
+def recording_app(seen: list[Agent], **options: Any) -> Starlette:
+    async def handler(request: Request) -> JSONResponse:
+        agent = await get_agent(request)
+        seen.append(agent)
+        return JSONResponse({"agent": id(agent)})
+
+    return Starlette(
+        routes=[Route("/", handler)], middleware=[Middleware(AgentMiddleware, **options)]
+    )
+
+
+RECIPES = [
+    pytest.param(AgentOptions(max_sockets=3), id="AgentOptions"),
+    pytest.param(AgentSettings(max_sockets=3), id="AgentSettings"),
+    pytest.param(lambda: Agent(max_sockets=3), id="factory"),
+]
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_an_app_given_a_recipe_starts_five_times_with_a_fresh_agent_each_time(
+    recipe: Any,
+) -> None:
+    seen: list[Agent] = []
+    app = recording_app(seen, agent=recipe)
+    for _ in range(5):
+        with TestClient(app) as client:
+            client.get("/")
+            assert not seen[-1].closed
+        assert seen[-1].closed
+    assert len({id(agent) for agent in seen}) == 5
+    assert {agent.config.max_sockets for agent in seen} == {3}
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_an_app_given_a_recipe_starts_five_times_under_override_agent(recipe: Any) -> None:
+    seen: list[Agent] = []
+    app = recording_app(seen, agent=recipe)
+    for _ in range(5):
+        mock = MockAgent()
+        with override_agent(app, mock), TestClient(app) as client:
+            client.get("/")
+        assert seen[-1] is mock
+        assert not mock.closed  # an override is the caller's
+    assert len(seen) == 5
+
+
+def test_an_agent_instance_serves_one_start_and_the_error_names_the_recipes() -> None:
+    agent = Agent()
+    seen: list[Agent] = []
+    app = recording_app(seen, agent=agent)
+    with TestClient(app) as client:
+        client.get("/")
+    assert seen == [agent]
+    assert agent.closed
+    with (
+        pytest.raises(AgentClosed, match=r"AgentOptions.*or a zero-argument factory"),
+        TestClient(app),
+    ):
+        pass  # pragma: no cover
+
+
+def test_a_factory_must_build_an_agent() -> None:
+    app = recording_app([], agent=lambda: "not an agent")
+    with pytest.raises(TypeError, match=r"factory .* returned 'not an agent'"), TestClient(app):
+        pass  # pragma: no cover

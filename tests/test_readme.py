@@ -15,6 +15,7 @@ import pytest
 from starlette.testclient import TestClient
 from test_docs import code_blocks, python_blocks
 
+from starlette_agent import AgentNotConfigured
 from starlette_agent.testing import MockAgent, override_agent
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,3 +134,16 @@ def test_example_defaults_are_the_ones_the_code_uses(page: Path, tmp_path: Path)
 def test_links_to_docs_exist() -> None:
     for target in re.findall(r"\]\((docs/[^)#]+)", README.read_text()):
         assert (ROOT / target).is_file(), target
+
+
+def test_usage_snippet_without_the_lifespan_says_what_to_do() -> None:
+    # The snippet's likely first failure: a test client used without `with` (or a server run
+    # with --lifespan off), so the middleware never opened the agents.
+    [snippet] = [block for block in python_blocks(README) if "AgentMiddleware" in block.code]
+    namespace: dict[str, object] = {}
+    exec(compile(snippet.code, snippet.where, "exec"), namespace)
+    client = TestClient(namespace["app"])  # type: ignore[arg-type]
+    with pytest.raises(AgentNotConfigured, match="the ASGI lifespan did not run") as caught:
+        client.get("/users/1")
+    assert "with TestClient(app)" in str(caught.value)
+    assert isinstance(caught.value, AttributeError)  # what request.state.agent raises

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import anyio
@@ -9,8 +10,7 @@ import pytest
 from servers import wait_until
 from starlette.config import Config
 
-from starlette_agent import Agent, AgentClosed, AgentError, _lifecycle
-from starlette_agent._lifecycle import lease_count
+from starlette_agent import Agent, AgentClosed, AgentError, AgentOptions
 from starlette_agent._registry import AgentRegistry
 from starlette_agent._settings import AgentSettings
 from starlette_agent._setup_errors import AgentNotConfigured, AgentSettingsError, UnknownAgentName
@@ -27,7 +27,7 @@ def test_default_is_always_there_and_names_ignore_case() -> None:
 def test_bad_entries_are_rejected_when_the_registry_is_built() -> None:
     with pytest.raises(AgentSettingsError, match="max_sockets must be >= 1"):
         AgentRegistry({"payments": {"max_sockets": 0}})
-    with pytest.raises(TypeError, match="agent 'payments' must be an Agent, AgentSettings"):
+    with pytest.raises(TypeError, match="agent 'payments' must be an Agent, AgentOptions"):
         AgentRegistry({"payments": 3})  # type: ignore[dict-item]
     with pytest.raises(ValueError, match="agent name must be letters"):
         AgentRegistry({"pay-ments": {}})
@@ -96,26 +96,27 @@ async def test_agents_exist_only_while_open_and_each_open_is_counted() -> None:
 
 
 @pytest.mark.anyio
-async def test_agent_instances_in_a_registry_are_leased_not_owned() -> None:
+async def test_an_agent_instance_in_two_registries_closes_with_the_last() -> None:
     shared = Agent()
     one = AgentRegistry({"default": shared})
     two = AgentRegistry({"default": shared})
     async with one:
         async with two:
-            assert lease_count(shared) == 2
+            assert one.get() is two.get() is shared
         assert not shared.closed  # registry one still holds it
     assert shared.closed
-    assert lease_count(shared) == 0
     with pytest.raises(AgentClosed, match="already closed") as reopened:
         one.open()
     assert isinstance(reopened.value, RuntimeError)
+    assert "AgentOptions" in str(reopened.value)  # the error says what to give instead
     assert not one.is_open
 
 
 @pytest.mark.anyio
-async def test_agent_leased_again_during_the_graceful_wait_stays_open(server: Any) -> None:
+async def test_an_instance_taken_again_during_the_graceful_wait_stays_open(server: Any) -> None:
     agent = Agent()
-    _lifecycle.acquire(agent, owner="first app")
+    first, second = AgentRegistry({"default": agent}), AgentRegistry({"default": agent})
+    first.open()
     statuses: list[int] = []
 
     async def in_flight() -> None:
@@ -123,14 +124,72 @@ async def test_agent_leased_again_during_the_graceful_wait_stays_open(server: An
 
     async def second_app_starts() -> None:
         await anyio.sleep(0.1)  # while the first app's shutdown waits for the request
-        _lifecycle.acquire(agent, owner="second app")
+        second.open()
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(in_flight)
         assert await wait_until(lambda: agent.stats().active == 1)
         tg.start_soon(second_app_starts)
-        await _lifecycle.close_gracefully(_lifecycle.release([agent]), timeout=5)
+        await first.close(shutdown_timeout=5)
     assert statuses == [200]
     assert not agent.closed  # the second app holds it now
-    await _lifecycle.close_gracefully(_lifecycle.release([agent]), timeout=1)
+    await second.close(shutdown_timeout=1)
+    assert agent.closed
+
+
+@pytest.mark.anyio
+async def test_factories_and_options_build_a_fresh_agent_at_each_open() -> None:
+    registry = AgentRegistry(
+        {"default": AgentOptions(max_sockets=2), "built": lambda: Agent(max_sockets=3)}
+    )
+    assert registry.settings() == AgentSettings(max_sockets=2)
+    assert registry.settings("built") is None  # a factory's options are its own
+    seen = []
+    for _ in range(2):
+        async with registry:
+            seen.append((registry.get(), registry.get("built")))
+    assert [agent.config.max_sockets for pair in seen for agent in pair] == [2, 3, 2, 3]
+    assert seen[0][0] is not seen[1][0] and seen[0][1] is not seen[1][1]
+    assert all(agent.closed for pair in seen for agent in pair)
+
+
+def test_factories_cannot_be_configured_by_variables() -> None:
+    with pytest.raises(AgentSettingsError, match="an Agent instance or a factory"):
+        AgentRegistry.from_settings(
+            Config(environ={"AGENT_BUILT_MAX_SOCKETS": "2"}), agents={"built": Agent}
+        )
+
+
+@pytest.mark.anyio
+async def test_graceful_close_waits_for_the_agents_own_wait_idle() -> None:
+    released = anyio.Event()
+
+    class BusyUntilReleased(Agent):
+        """Idle only when the test says so, whatever its stats show."""
+
+        async def wait_idle(self) -> None:
+            await released.wait()
+
+    agent = BusyUntilReleased()
+    registry = AgentRegistry({"default": agent})
+    registry.open()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(functools.partial(registry.close, shutdown_timeout=30))
+        await anyio.sleep(0.05)
+        assert not agent.closed  # still waiting for wait_idle(), not for stats() to say 0
+        released.set()
+    assert agent.closed
+
+
+@pytest.mark.anyio
+async def test_graceful_close_stops_waiting_after_shutdown_timeout() -> None:
+    class NeverIdle(Agent):
+        async def wait_idle(self) -> None:
+            await anyio.sleep_forever()
+
+    agent = NeverIdle()
+    registry = AgentRegistry({"default": agent})
+    registry.open()
+    with anyio.fail_after(5):
+        await registry.close(shutdown_timeout=0.05)
     assert agent.closed

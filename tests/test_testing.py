@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 from test_docs import ROOT, code_blocks
 
@@ -31,6 +31,7 @@ from starlette_agent import Request as StarletteAgentRequest
 from starlette_agent import Response as AgentResponse
 from starlette_agent._dependency import agent_dependency, get_agent
 from starlette_agent._registry import AgentRegistry
+from starlette_agent._setup_errors import UnknownAgentName
 from starlette_agent.middleware import AgentMiddleware
 from starlette_agent.testing import MockAgent, UnmatchedRequest, override_agent
 
@@ -515,3 +516,30 @@ def test_override_agent_needs_the_middleware() -> None:
     app = Starlette(routes=[])
     with pytest.raises(ValueError, match="has no AgentMiddleware"), override_agent(app, Agent()):
         pass  # pragma: no cover
+
+
+def test_override_agent_with_an_unknown_name_raises_listing_the_known_ones() -> None:
+    app = agent_app(AgentRegistry({"payments": {}}))
+    with (
+        pytest.raises(UnknownAgentName, match=r"'paymnets'.*known names: 'default', 'payments'"),
+        override_agent(app, MockAgent(), name="paymnets"),
+    ):
+        pass  # pragma: no cover
+
+
+def test_override_agent_knows_the_names_of_a_mounted_apps_registry() -> None:
+    inner = AgentRegistry({"search": {}})
+
+    async def search(request: Request) -> JSONResponse:
+        return JSONResponse({"agent": id(await agent_dependency("search")(request))})
+
+    mounted = Starlette(
+        routes=[Route("/", search)], middleware=[Middleware(AgentMiddleware, registry=inner)]
+    )
+    app = Starlette(
+        routes=[Mount("/v2", app=mounted)],
+        middleware=[Middleware(AgentMiddleware, registry=AgentRegistry())],
+    )
+    mock = MockAgent()
+    with override_agent(app, mock, name="search"), TestClient(app) as client:
+        assert client.get("/v2/").json() == {"agent": id(mock)}
