@@ -198,7 +198,8 @@ class Agent:
         """Send a request and read its whole response; the socket is back in the pool on return.
 
         ``build_request()`` then ``dispatch()`` then ``aread()``. ``timeout`` replaces the
-        agent's timeouts for this request (see ``build_request``).
+        connect, read, write, pool and headers timeouts for this request; None keeps the
+        agent's own (see ``build_request``).
         """
         request = self.build_request(
             method,

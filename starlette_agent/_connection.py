@@ -245,7 +245,8 @@ class Connection:
                 if settled:
                     await self._fast_stream.aclose()  # bounded by its close_timeout
                 else:
-                    self._fast_stream.abort()
+                    with anyio.move_on_after(CLOSE_TIMEOUT):
+                        await self._fast_stream.reset()
             elif settled:
                 with anyio.move_on_after(CLOSE_TIMEOUT) as polite:
                     await self.stream.aclose()
