@@ -72,6 +72,7 @@ class Timeouts:
 
     @classmethod
     def all(cls, seconds: float) -> Timeouts:
+        """The same limit for every phase (what ``timeout=seconds`` on a request means)."""
         return cls(seconds, seconds, seconds, seconds, seconds)
 
 
