@@ -57,8 +57,10 @@ def _agent(http_parser: str) -> Callable[[str, int], Awaitable[Session]]:
 
 
 async def _aiohttp(base_url: str, concurrency: int) -> Session:
-    import aiohttp
-
+    try:
+        import aiohttp
+    except ImportError as exc:
+        raise Unavailable("aiohttp is not installed") from exc
     session = aiohttp.ClientSession()
 
     async def get(url: str) -> int:

@@ -65,36 +65,46 @@ async def settle() -> None:
     gc.collect()
 
 
-class Subject:
-    """One client instance built for these measurements, with the calls they need."""
+class AgentSubject:
+    """An Agent with the given parser and per-origin limit, and the calls the counts need."""
 
-    def __init__(self, name: str, *, limit: int | None) -> None:
-        self.name = name
-        if name.startswith("agent-"):
-            from starlette_agent import Agent, AgentError
+    def __init__(self, http_parser: str, *, limit: int | None) -> None:
+        from starlette_agent import Agent, AgentError
 
-            try:
-                self.agent = Agent(max_sockets=limit, **agent_options(name.split("-", 1)[1]))
-            except AgentError as exc:
-                raise Unavailable(str(exc)) from exc
-        else:
-            import aiohttp
-
-            self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit or 0))
+        try:
+            self.agent = Agent(max_sockets=limit, **agent_options(http_parser))
+        except AgentError as exc:
+            raise Unavailable(str(exc)) from exc
 
     async def get(self, url: str) -> None:
-        if self.name.startswith("agent-"):
-            await self.agent.get(url)
-        else:
-            async with self.session.get(url) as response:
-                await response.read()
+        await self.agent.get(url)
 
     async def hold(self, url: str) -> Callable[[], Awaitable[None]]:
         """Take a socket with a response whose body is left unread; return its release."""
-        if self.name.startswith("agent-"):
-            held = AsyncExitStack()
-            await held.enter_async_context(self.agent.stream("GET", url))
-            return held.aclose
+        held = AsyncExitStack()
+        await held.enter_async_context(self.agent.stream("GET", url))
+        return held.aclose
+
+    def queued(self) -> int | None:
+        return self.agent.stats().queued
+
+    async def close(self) -> None:
+        await self.agent.aclose()
+
+
+class AiohttpSubject:
+    """An aiohttp session with the given connection limit, for scale."""
+
+    def __init__(self, *, limit: int | None) -> None:
+        import aiohttp
+
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit or 0))
+
+    async def get(self, url: str) -> None:
+        async with self.session.get(url) as response:
+            await response.read()
+
+    async def hold(self, url: str) -> Callable[[], Awaitable[None]]:
         response = await self.session.get(url)
 
         async def release() -> None:
@@ -103,39 +113,42 @@ class Subject:
         return release
 
     def queued(self) -> int | None:
-        return self.agent.stats().queued if self.name.startswith("agent-") else None
+        return None  # aiohttp does not say; its waiters are counted by the memory they hold
 
     async def close(self) -> None:
-        if self.name.startswith("agent-"):
-            await self.agent.aclose()
-        else:
-            await self.session.close()
+        await self.session.close()
+
+
+def subject(name: str, *, limit: int | None) -> AgentSubject | AiohttpSubject:
+    if name.startswith("agent-"):
+        return AgentSubject(name.removeprefix("agent-"), limit=limit)
+    return AiohttpSubject(limit=limit)
 
 
 async def idle_sockets(name: str, url: str, count: int, measure: Counter) -> dict[str, Any]:
-    subject = Subject(name, limit=None)
-    await subject.get(url)  # imports, caches and the first socket: not part of the growth
+    client = subject(name, limit=None)
+    await client.get(url)  # imports, caches and the first socket: not part of the growth
     await settle()
     sockets, before = socket_count(), measure()
-    await asyncio.gather(*(subject.get(url) for _ in range(count)))
+    await asyncio.gather(*(client.get(url) for _ in range(count)))
     await settle()
     grown, opened = measure() - before, socket_count() - sockets + 1
-    await subject.close()
+    await client.close()
     return {"per_socket": grown / count, "sockets": opened}
 
 
 async def queued_requests(name: str, url: str, count: int, measure: Counter) -> dict[str, Any]:
-    subject = Subject(name, limit=1)
-    await subject.get(url)
-    release = await subject.hold(url)
+    client = subject(name, limit=1)
+    await client.get(url)
+    release = await client.hold(url)
     await settle()
     before = measure()
-    tasks = [asyncio.ensure_future(subject.get(url)) for _ in range(count)]
+    tasks = [asyncio.ensure_future(client.get(url)) for _ in range(count)]
     await settle()
-    grown, queued = measure() - before, subject.queued()
+    grown, queued = measure() - before, client.queued()
     await release()
     await asyncio.gather(*tasks)
-    await subject.close()
+    await client.close()
     return {"per_request": grown / count, "queued": queued}
 
 

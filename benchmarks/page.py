@@ -191,10 +191,13 @@ def clients(results: dict[str, Any], charts: list[str]) -> str:
 
 
 def _clients_method(section: dict[str, Any]) -> str:
-    runs = section["runs"]
     rounds = section["rounds"]
-    counts = sorted({(run["mode"], run["body"], run["requests"]) for run in runs})
-    listed = "; ".join(f"{mode}, {BODY_LABELS[body]}: {n:,}" for mode, body, n in counts)
+    listed = "; ".join(
+        f"{mode}, {BODY_LABELS[body]}: {_counts(_runs(section, mode, body))}"
+        for mode in (KEEP_ALIVE, NEW_CONNECTION)
+        for body in ("small", "large")
+        if _runs(section, mode, body)
+    )
     return f"""Each client runs in a process of its own against one upstream in another process: a
 bare asyncio server answering fixed responses, a 2-byte or a 1 MiB body, keeping connections
 alive or closing each after its response (so every request opens a new connection). Only one
@@ -210,7 +213,19 @@ next. {rounds} round{"s" if rounds != 1 else ""}; timed requests per client and 
 - **× aiohttp**, **× floor**: the client's CPU per request divided by aiohttp's, or by the
   floor's, in the same round; the median of those ratios.
 - **C**: requests in flight at once. Clients keep their defaults, except httpx and httpx2,
-  told to keep as many idle connections as requests in flight (their default keeps 20)."""
+  told to keep as many idle connections as requests in flight (their default keeps 20).
+
+The 1 MiB figures move more from round to round than the small ones: what a megabyte costs a
+client depends on how many pieces it arrives in, and that depends on how fast the upstream
+writes and the client reads on a machine busy with other work."""
+
+
+def _counts(runs: list[dict[str, Any]]) -> str:
+    """Request counts by concurrency, as "200 (500 at C=100)" when one differs."""
+    by_concurrency = {run["concurrency"]: run["requests"] for run in runs}
+    usual = min(by_concurrency.values())
+    others = [f"{n:,} at C={c}" for c, n in sorted(by_concurrency.items()) if n != usual]
+    return f"{usual:,}" + (f" ({', '.join(others)})" if others else "")
 
 
 def _availability(info: dict[str, Any]) -> str:

@@ -52,7 +52,7 @@ class Plan:
     warmup: int = 20  # and at least one per request in flight, to open the keep-alive sockets
     pool_rounds: int = 7
     pool_seconds: float = 0.2
-    memory_sockets: int = 256
+    memory_sockets: int = 256  # as many as an agent keeps idle per origin by default
     memory_queued: int = 1000
     memory_ways: tuple[str, ...] = ("tracemalloc", "rss")
     middleware_requests: int = 20_000
@@ -84,7 +84,7 @@ class Plan:
 
 FULL = Plan(
     name="full",
-    rounds=5,
+    rounds=7,
     requests={
         (KEEP_ALIVE, "small"): 2000,
         (NEW_CONNECTION, "small"): 500,
