@@ -377,9 +377,11 @@ def middleware(results: dict[str, Any]) -> str:
                 us(figures["with_us"]),
                 f"{figures['added_us']:+.2f}",
                 f"{(figures['ratio'] - 1) * 100:+.1f}%",
+                f"{_range(figures['without_us_rounds'])} / {_range(figures['with_us_rounds'])}",
             ]
         )
     header = ["measured", "requests/round", "µs without", "µs with", "µs added", "change"]
+    header.append("rounds' range, without / with")
     return f"""## What the middleware costs
 
 {measured(section)}
@@ -387,12 +389,17 @@ def middleware(results: dict[str, Any]) -> str:
 Two identical Starlette apps, one with `AgentMiddleware` (a started registry) and one without,
 serve a handler that never touches the agent; rounds alternate between them
 ({section["rounds"]} rounds, medians). In process, with no network, the difference is the
-middleware's own cost: the target is at most 0.5 µs per request. Under uvicorn, where a request
-costs the server a hundred microseconds or more, that difference is below what a shared
-machine resolves: read the change there as noise around zero. Request hooks and OpenTelemetry
-instrumentation, when the agent has them, belong in this table too.
+middleware's own cost: the target is at most 0.5 µs per request. Under uvicorn a request costs
+the server a hundred microseconds or more, and on a shared machine that moves by tens of
+microseconds from round to round: a change there smaller than the rounds' range is noise.
+Request hooks and OpenTelemetry instrumentation, when the agent has them, belong in this table
+too.
 
 {table(header, rows)}"""
+
+
+def _range(values: list[float]) -> str:
+    return f"{us(min(values))}–{us(max(values))}"
 
 
 def profile(results: dict[str, Any]) -> str:
