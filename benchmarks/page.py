@@ -307,13 +307,17 @@ else the pool holds.
             rows.append(
                 [
                     scenario["name"] if index == 0 else "",
-                    f"{count:,} {scenario['unit']}",
+                    f"{count:,} {_unit(scenario['unit'], count)}",
                     us(value),
                     ratio(scenario["ratios"][index]),
                 ]
             )
     parts.append(table(["scenario", "size", "µs per cycle", "× smallest size"], rows))
     return "\n\n".join(parts)
+
+
+def _unit(unit: str, count: int) -> str:
+    return unit.removesuffix("s") if count == 1 else unit
 
 
 def memory(results: dict[str, Any]) -> str:
