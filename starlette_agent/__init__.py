@@ -1,6 +1,7 @@
 """Node-style HTTP agents for Starlette and FastAPI: per-origin keep-alive socket pools."""
 
 from ._agent import Agent
+from ._connection import Timeouts
 from ._dependency import agent_dependency, get_agent
 from ._errors import (
     AgentClosed,
@@ -24,6 +25,7 @@ from ._errors import (
 from ._global import global_agent, request
 from ._options import AgentOptionArgs, AgentOptions, Connector, Scheduling
 from ._registry import AgentRegistry
+from ._request import Request
 from ._response import Response
 from ._settings import AgentSettings
 from ._setup_errors import AgentNotConfigured, AgentSettingsError, UnknownAgentName
@@ -60,11 +62,13 @@ __all__ = [
     "ProxyError",
     "ReadTimeout",
     "RemoteProtocolError",
+    "Request",
     "RequestBodyError",
     "Response",
     "ResponseTooLarge",
     "Scheduling",
     "StreamClosed",
+    "Timeouts",
     "UnknownAgentName",
     "WriteTimeout",
     "__version__",

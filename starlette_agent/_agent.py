@@ -28,7 +28,7 @@ from ._eventloop import current_loop, spawn_background
 from ._keepalive import keep_alive_seconds
 from ._options import AgentOptionArgs, AgentOptions, resolve_options
 from ._pool import Pool, PoolClosedError, Reservation, Waiter
-from ._request import ContentTypes, HeaderTypes, PreparedRequest, prepare_request
+from ._request import ContentTypes, HeaderTypes, Request
 from ._response import Response
 from ._routes import Routes
 from ._stats import AgentStats, Counters
@@ -42,6 +42,9 @@ class Agent:
 
     Use one agent for many requests: sockets are reused across them. Close it with
     ``await agent.aclose()`` or ``async with Agent() as agent:``.
+
+    Every request goes through ``dispatch(request)``, the one method to override in a subclass
+    or to call from a wrapper; ``build_request()`` makes its argument.
     """
 
     def __init__(
@@ -121,6 +124,66 @@ class Agent:
             self._pool.origin_counts(), self._counters, closed=self._pool.closed
         )
 
+    def build_request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: HeaderTypes | None = None,
+        content: ContentTypes | None = None,
+        json: Any = None,
+        timeout: float | Timeouts | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> Request:
+        """A validated ``Request`` for ``dispatch``, or ``InvalidRequest`` naming what was wrong.
+
+        Nothing is sent and no socket is touched. ``timeout`` (seconds, or a ``Timeouts`` per
+        phase) replaces the agent's connect, read, write, pool and headers timeouts for this
+        request; None keeps them. ``ssl_context`` replaces the agent's for an https URL.
+        """
+        return Request(
+            method,
+            url,
+            headers=headers,
+            content=content,
+            json=json,
+            timeout=timeout,
+            ssl_context=ssl_context,
+        )
+
+    async def dispatch(self, request: Request) -> Response:
+        """Send ``request`` and return its response once the head has arrived, body unread.
+
+        Every request goes through here: ``request()``, the verbs, ``stream()`` and the
+        module-level ``request()`` are this plus reading or closing the body. So this is the
+        method to override in a subclass (calling ``super().dispatch(request)``) or to call from
+        a wrapper; a test double such as ``MockAgent`` is one.
+
+        The caller owns the response: read its body (``aread()``, ``aiter_bytes()``) or close
+        it (``aclose()``). Until then it holds a socket; a fully read body gives the socket back
+        to the pool, a closed unread one closes it.
+
+        Raises ``AgentError`` subclasses only, each naming the origin: ``AgentClosed`` once
+        ``aclose()`` was called (or when it closes the socket under this request),
+        ``ConnectError`` (``ConnectTimeout``, ``BlockedAddress``), ``PoolTimeout``,
+        ``WriteTimeout``, ``ReadTimeout``, ``RemoteProtocolError``, ``RequestBodyError``; and
+        ``AgentError`` itself when the agent is used from another event loop. An exception
+        raised by the request's own body iterator propagates unchanged. Cancellation leaves the
+        pool whole and no socket open. Each call counts in ``stats()``: a request, and an error
+        if it raised an ``AgentError``.
+        """
+        timeouts = self._timeouts if request.timeouts is None else request.timeouts
+        self._check_event_loop()
+        self._counters.requests += 1
+        try:
+            return await self._send_pooled(request, timeouts)
+        except AgentError as exc:
+            self._counters.errors += 1
+            if self._pool.closed and not isinstance(exc, AgentClosed):
+                # aclose() shut this request's socket under it: say that, not "connection lost".
+                raise self._closed_error(request.origin) from exc
+            raise
+
     async def request(
         self,
         method: str,
@@ -129,18 +192,30 @@ class Agent:
         headers: HeaderTypes | None = None,
         content: ContentTypes | None = None,
         json: Any = None,
-        timeout: float | None = None,
+        timeout: float | Timeouts | None = None,
         ssl_context: ssl.SSLContext | None = None,
     ) -> Response:
         """Send a request and read its whole response; the socket is back in the pool on return.
 
-        ``timeout`` replaces the connect, read, write and pool timeouts for this request.
+        ``build_request()`` then ``dispatch()`` then ``aread()``. ``timeout`` replaces the
+        connect, read, write, pool and headers timeouts for this request; None keeps the
+        agent's own (see ``build_request``).
         """
-        prepared = prepare_request(
-            method, url, headers=headers, content=content, json=json, ssl_context=ssl_context
+        request = self.build_request(
+            method,
+            url,
+            headers=headers,
+            content=content,
+            json=json,
+            timeout=timeout,
+            ssl_context=ssl_context,
         )
-        response = await self._send(prepared, timeout=timeout)
-        await response.aread()
+        response = await self.dispatch(request)
+        try:
+            await response.aread()
+        except BaseException:
+            await response.aclose()
+            raise
         return response
 
     async def get(self, url: str, **kwargs: Any) -> Response:
@@ -173,19 +248,26 @@ class Agent:
         headers: HeaderTypes | None = None,
         content: ContentTypes | None = None,
         json: Any = None,
-        timeout: float | None = None,
+        timeout: float | Timeouts | None = None,
         ssl_context: ssl.SSLContext | None = None,
     ) -> AsyncIterator[Response]:
-        """Send a request and yield its response before the body is read.
+        """Send a request and yield its response before the body is read: ``dispatch()``,
+        then the block, then ``aclose()``.
 
         Read the body with ``aiter_bytes()`` or ``aread()``. Leaving the block before the end
         of the body closes that socket (it cannot carry another request mid-body); a fully
         read body returns the socket to the pool.
         """
-        prepared = prepare_request(
-            method, url, headers=headers, content=content, json=json, ssl_context=ssl_context
+        request = self.build_request(
+            method,
+            url,
+            headers=headers,
+            content=content,
+            json=json,
+            timeout=timeout,
+            ssl_context=ssl_context,
         )
-        response = await self._send(prepared, timeout=timeout)
+        response = await self.dispatch(request)
         try:
             yield response
         finally:
@@ -222,23 +304,6 @@ class Agent:
 
     # -- sending -------------------------------------------------------------------------------
 
-    async def _send(self, request: PreparedRequest, *, timeout: float | None) -> Response:
-        """Send ``request`` and return its response with the body not yet read.
-
-        Everything funnels through here, which makes it the seam for test doubles.
-        """
-        timeouts = self._timeouts if timeout is None else Timeouts.all(timeout)
-        self._check_event_loop()
-        self._counters.requests += 1
-        try:
-            return await self._send_pooled(request, timeouts)
-        except AgentError as exc:
-            self._counters.errors += 1
-            if self._pool.closed and not isinstance(exc, AgentClosed):
-                # aclose() shut this request's socket under it: say that, not "connection lost".
-                raise self._closed_error(request.origin) from exc
-            raise
-
     def _check_event_loop(self) -> None:
         """Sockets belong to the loop that opened them; refuse to mix loops."""
         loop = current_loop()
@@ -253,16 +318,16 @@ class Agent:
                 "create an Agent per event loop, or use global_agent()"
             )
 
-    async def _send_pooled(self, request: PreparedRequest, timeouts: Timeouts) -> Response:
+    async def _send_pooled(self, request: Request, timeouts: Timeouts) -> Response:
         key = self._routes.key(request.origin, request.ssl_context)
         fresh = False
         while True:
             conn, reused = await self._checkout(key, request, timeouts, fresh=fresh)
-            head = request.head
+            head = request._head
             keep_alive = self.config.keep_alive
             limit = self.config.max_requests_per_socket
             if not keep_alive or (limit is not None and conn.requests_started + 1 >= limit):
-                head = request.head_with_connection_close()
+                head = request._head_with_connection_close()
                 keep_alive = False
             try:
                 response_head = await conn.send_request(head, request.body, timeouts)
@@ -291,7 +356,7 @@ class Agent:
             )
 
     def _lost_before_response(
-        self, request: PreparedRequest, exc: ConnectionLostBeforeResponse, *, reused: bool
+        self, request: Request, exc: ConnectionLostBeforeResponse, *, reused: bool
     ) -> RemoteProtocolError:
         """The caller-facing error for a socket lost before any response byte (the private
         retry signal never reaches callers)."""
@@ -305,7 +370,7 @@ class Agent:
         )
 
     async def _checkout(
-        self, key: str, request: PreparedRequest, timeouts: Timeouts, *, fresh: bool
+        self, key: str, request: Request, timeouts: Timeouts, *, fresh: bool
     ) -> tuple[Connection, bool]:
         """A connection for ``key``, and whether it is a reused one."""
         while True:
@@ -349,7 +414,7 @@ class Agent:
         return grant
 
     async def _connect(
-        self, reservation: Reservation[Connection], request: PreparedRequest, timeouts: Timeouts
+        self, reservation: Reservation[Connection], request: Request, timeouts: Timeouts
     ) -> Connection:
         try:
             if reservation.evicted is not None:

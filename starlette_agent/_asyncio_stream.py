@@ -16,6 +16,7 @@ any bytes it sends unasked) is seen without a poll, so ``has_unexpected_input`` 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import socket
 import ssl
@@ -29,6 +30,7 @@ import anyio
 from anyio.abc import ByteStream, SocketAttribute
 from anyio.streams.tls import TLSAttribute
 
+_NO_LINGER = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
 # Read flow control: stop reading from the socket past this much unread data.
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
@@ -114,8 +116,8 @@ class AsyncioByteStream(ByteStream):
         self._loop = asyncio.get_running_loop()
         self._write_timer: asyncio.TimerHandle | None = None
         self._written = 0  # bytes handed to the transport
-        sock = transport.get_extra_info("socket")
-        self._fd: int = sock.fileno() if sock is not None else -1
+        self._sock = transport.get_extra_info("socket")
+        self._fd: int = self._sock.fileno() if self._sock is not None else -1
         self.send_timeout: float | None = None
         self.receive_timeout: float | None = None
 
@@ -178,11 +180,11 @@ class AsyncioByteStream(ByteStream):
         if protocol.lost:
             return
         closed = protocol.closed_waiter = self._loop.create_future()
-        timer = self._loop.call_later(self._close_timeout, self._transport.abort)
+        timer = self._loop.call_later(self._close_timeout, self._reset_transport)
         try:
             await closed
         except BaseException:
-            self._transport.abort()
+            self._reset_transport()
             raise
         finally:
             timer.cancel()
@@ -214,11 +216,32 @@ class AsyncioByteStream(ByteStream):
         """Reset the connection now (RST): for a socket that is broken or left mid-exchange.
 
         Synchronous, so it also runs where no await is possible (an event loop shutting down).
+        The loop closes the socket on its next turn; ``reset()`` waits for that.
         """
         self._closed = True
-        self._transport.abort()
+        self._reset_transport()
         self._protocol._wake_reader()
         self._protocol._wake_writer()
+
+    async def reset(self) -> None:
+        """``abort()``, then wait until the socket is closed, so that a socket replacing this
+        one never overlaps it (the caller bounds the wait)."""
+        self.abort()
+        protocol = self._protocol
+        if not protocol.lost:
+            if protocol.closed_waiter is None or protocol.closed_waiter.done():
+                protocol.closed_waiter = self._loop.create_future()
+            await protocol.closed_waiter
+
+    def _reset_transport(self) -> None:
+        # transport.abort() alone closes the descriptor; with unsent data queued the kernel
+        # then keeps trying to deliver it (FIN-WAIT-1, for minutes), and the peer never learns
+        # we left. A zero linger time makes the close a reset.
+        if self._sock is not None and not self._protocol.lost:
+            # uvloop's socket object raises ValueError once its handle is closed.
+            with contextlib.suppress(OSError, ValueError):
+                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _NO_LINGER)
+        self._transport.abort()
 
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:

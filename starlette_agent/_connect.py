@@ -107,10 +107,21 @@ async def _stream_for(
     sock: socket.socket, origin: Origin, tls: ssl.SSLContext | None
 ) -> ByteStream:
     if not in_trio():
-        # From here the loop owns the socket and closes it on any failure, cancellation too.
-        return await asyncio_stream.wrap_socket(
-            sock, ssl_context=tls, server_hostname=origin.host, close_timeout=CLOSE_TIMEOUT
-        )
+        # From here the loop owns the socket and closes it on any failure, cancellation too,
+        # but on a later turn: wait for that, so that the slot this socket holds is given
+        # back only once it is shut (a replacement must not overlap it).
+        try:
+            return await asyncio_stream.wrap_socket(
+                sock, ssl_context=tls, server_hostname=origin.host, close_timeout=CLOSE_TIMEOUT
+            )
+        except BaseException:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_TIMEOUT):
+                turns = 0
+                while sock.fileno() != -1:
+                    turns += 1
+                    await anyio.sleep(0 if turns < 10 else 0.001)
+            sock.close()  # a no-op once the loop closed it; else it never took the socket
+            raise
     try:
         return await SocketStream.from_socket(sock)
     except BaseException:

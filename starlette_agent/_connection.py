@@ -71,6 +71,7 @@ class Timeouts:
 
     @classmethod
     def all(cls, seconds: float) -> Timeouts:
+        """The same limit for every phase (what ``timeout=seconds`` on a request means)."""
         return cls(seconds, seconds, seconds, seconds, seconds)
 
 
@@ -236,7 +237,8 @@ class Connection:
                 if settled:
                     await self._fast_stream.aclose()  # bounded by its close_timeout
                 else:
-                    self._fast_stream.abort()
+                    with anyio.move_on_after(CLOSE_TIMEOUT):
+                        await self._fast_stream.reset()
             elif settled:
                 with anyio.move_on_after(CLOSE_TIMEOUT) as polite:
                     await self.stream.aclose()

@@ -7,15 +7,17 @@ connection and costs no pool slot. Messages name the part that was wrong.
 from __future__ import annotations
 
 import json as jsonlib
+import math
 import re
 import ssl
 from collections.abc import AsyncIterable, Iterable, Mapping
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, TypeAlias
 
 import h11
+from starlette.datastructures import Headers
 
+from ._connection import Timeouts
 from ._errors import InvalidRequest
 from ._urls import Origin, parse_url
 
@@ -35,70 +37,137 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRAC
 _METHODS_WITH_BODY = frozenset({b"POST", b"PUT", b"PATCH"})
 
 
-@dataclass(slots=True, eq=False)
-class PreparedRequest:
-    """A validated request: its origin, its h11 head and its body."""
+class Request:
+    """An HTTP request, validated and ready to send: what ``Agent.dispatch`` takes.
+
+    Build one with ``agent.build_request(...)`` (or ``Request(...)``, which takes the same
+    arguments); both check everything first and raise ``InvalidRequest`` naming what was wrong,
+    so a request that exists can be put on the wire. Treat it as a value: to change a request,
+    build a new one.
+
+    ``headers`` are the headers as sent, ``Host`` and the framing headers included (the agent
+    adds ``Connection: close`` when the socket is not to be kept after this exchange).
+    ``timeouts`` of None means the agent's own; ``timeout=5`` sets every phase to five seconds,
+    and a ``Timeouts`` sets each phase. ``ssl_context`` of None means the agent's.
+    """
+
+    __slots__ = (
+        "_head",
+        "body",
+        "method",
+        "origin",
+        "raw_headers",
+        "ssl_context",
+        "target",
+        "timeouts",
+        "url",
+    )
 
     method: str
+    """The method, upper-case."""
     url: str
+    """The URL as given."""
     origin: Origin
-    headers: list[tuple[bytes, bytes]]
+    """Where the request goes: scheme, host and port."""
+    target: bytes
+    """The request target sent on the request line: path and query."""
+    raw_headers: list[tuple[bytes, bytes]]
+    """The headers as sent, as (name, value) byte pairs in order."""
     body: bytes | AsyncIterable[bytes] | None
-    head: h11.Request
-    ssl_context: ssl.SSLContext | None = None
+    """The body: bytes, an async iterable sent chunked (read once), or None."""
+    timeouts: Timeouts | None
+    """This request's timeouts; None for the agent's."""
+    ssl_context: ssl.SSLContext | None
+    """The SSL context for an https URL; None for the agent's."""
+
+    def __init__(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: HeaderTypes | None = None,
+        content: ContentTypes | None = None,
+        json: Any = None,
+        timeout: float | Timeouts | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        method_bytes = _method(method)
+        parsed = parse_url(url)
+        body = _body(content, json)
+        if body is None and method_bytes in _METHODS_WITH_BODY:
+            body = b""
+        header_list, framing = _framing(_headers(headers), body)
+        names = {name.lower() for name, _ in header_list}
+        extra: list[tuple[bytes, bytes]] = []
+        if b"host" not in names:
+            extra.append((b"host", parsed.host_header))
+        if parsed.authorization is not None and b"authorization" not in names:
+            extra.append((b"authorization", parsed.authorization))
+        if json is not None and b"content-type" not in names:
+            extra.append((b"content-type", b"application/json"))
+        all_headers = extra + header_list + framing
+        if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
+            raise InvalidRequest(f"ssl_context must be an ssl.SSLContext, got {ssl_context!r}")
+        try:
+            head = _h11_head(method_bytes, parsed.target, tuple(all_headers))
+        except h11.LocalProtocolError as exc:
+            raise InvalidRequest(f"invalid request to {parsed.origin}: {exc}") from exc
+        self.method = method_bytes.decode("ascii")
+        self.url = url
+        self.origin = parsed.origin
+        self.target = parsed.target
+        self.raw_headers = all_headers
+        self.body = body
+        self.timeouts = None if timeout is None else _timeouts(timeout)
+        self.ssl_context = ssl_context
+        self._head = head
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.url}>"
+
+    @property
+    def headers(self) -> Headers:
+        """The headers as sent, case-insensitive (``request.headers["host"]``)."""
+        return Headers(raw=self.raw_headers)
 
     @property
     def retryable(self) -> bool:
         """Safe to send again on a new socket: idempotent, and its body can be replayed."""
         return self.method in IDEMPOTENT_METHODS and not isinstance(self.body, AsyncIterable)
 
-    def head_with_connection_close(self) -> h11.Request:
-        """The same head, asking the server to close the socket after its response."""
-        headers = [(n, v) for n, v in self.headers if n.lower() != b"connection"]
+    def _head_with_connection_close(self) -> h11.Request:
+        """The h11 head, asking the server to close the socket after its response."""
+        headers = [(n, v) for n, v in self.raw_headers if n.lower() != b"connection"]
         headers.append((b"connection", b"close"))
-        return _h11_head(self.head.method, self.head.target, tuple(headers))
+        return _h11_head(self._head.method, self._head.target, tuple(headers))
 
 
-def prepare_request(
-    method: str,
-    url: str,
-    *,
-    headers: HeaderTypes | None = None,
-    content: ContentTypes | None = None,
-    json: Any = None,
-    ssl_context: ssl.SSLContext | None = None,
-) -> PreparedRequest:
-    """Validate and assemble a request, or raise ``InvalidRequest`` naming what was wrong."""
-    method_bytes = _method(method)
-    parsed = parse_url(url)
-    body = _body(content, json)
-    if body is None and method_bytes in _METHODS_WITH_BODY:
-        body = b""
-    header_list, framing = _framing(_headers(headers), body)
-    names = {name.lower() for name, _ in header_list}
-    extra: list[tuple[bytes, bytes]] = []
-    if b"host" not in names:
-        extra.append((b"host", parsed.host_header))
-    if parsed.authorization is not None and b"authorization" not in names:
-        extra.append((b"authorization", parsed.authorization))
-    if json is not None and b"content-type" not in names:
-        extra.append((b"content-type", b"application/json"))
-    all_headers = extra + header_list + framing
-    if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
-        raise InvalidRequest(f"ssl_context must be an ssl.SSLContext, got {ssl_context!r}")
-    try:
-        head = _h11_head(method_bytes, parsed.target, tuple(all_headers))
-    except h11.LocalProtocolError as exc:
-        raise InvalidRequest(f"invalid request to {parsed.origin}: {exc}") from exc
-    return PreparedRequest(
-        method=method_bytes.decode("ascii"),
-        url=url,
-        origin=parsed.origin,
-        headers=all_headers,
-        body=body,
-        head=head,
-        ssl_context=ssl_context,
-    )
+async def buffered(request: Request) -> Request:
+    """``request`` with a streamed body read into bytes, so that it can be sent again (a stream
+    is read once). The framing headers stay as they were: a chunked body is still sent chunked."""
+    body = request.body
+    if body is None or isinstance(body, bytes):
+        return request
+    copy = Request.__new__(Request)
+    for name in Request.__slots__:
+        setattr(copy, name, getattr(request, name))
+    copy.body = b"".join([bytes(chunk) async for chunk in body])
+    return copy
+
+
+def _timeouts(timeout: object) -> Timeouts:
+    if isinstance(timeout, Timeouts):
+        return timeout
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not 0 < timeout < math.inf
+    ):
+        raise InvalidRequest(
+            "timeout must be a number of seconds > 0, a Timeouts, or None for the agent's "
+            f"timeouts; got {timeout!r}"
+        )
+    return Timeouts.all(timeout)
 
 
 @lru_cache(maxsize=256)

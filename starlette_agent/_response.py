@@ -23,7 +23,8 @@ class BodySource(Protocol):
 
 
 class Response:
-    """An HTTP response. ``request()`` returns it with ``content`` read; ``stream()`` does not.
+    """An HTTP response. ``request()`` returns it with ``content`` read; ``stream()`` and
+    ``dispatch()`` return it with the body still to read (``aread()``) or close (``aclose()``).
 
     ``reused_socket`` tells whether it came over a socket that had served an earlier request
     (Node's ``req.reusedSocket``).

@@ -75,8 +75,9 @@ class Routes:
         if ssl_context is not None:
             return ssl_context
         if self._default_context is None:
-            # Created on first use: loading the system CA store takes milliseconds.
-            self._default_context = _shared_default_context()
+            # Created on first use (loading the system CA store takes milliseconds), and not
+            # kept as this agent's own: the pool key of "no context given" must not change.
+            return _shared_default_context()
         return self._default_context
 
     def _describe(self, cache_key: tuple[Any, ...]) -> str:

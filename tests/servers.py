@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import select
 import socket
 import ssl
 import threading
@@ -50,6 +51,8 @@ class ServerStats:
         self._lock = threading.Lock()
         self._open: set[int] = set()
         self._linked: list[ServerStats] = []
+        # Off for load runs: the per-request lists below would grow with every request.
+        self.log_requests = True
         self.reset()
 
     def link(self, combined: ServerStats) -> None:
@@ -65,6 +68,10 @@ class ServerStats:
             self.opened = 0
             self.closed = 0
             self.max_open = 0
+            # RawServer only: the most connections whose client had not yet closed them, at any
+            # accept. Read from the kernel, so it does not depend on when the server got round to
+            # noticing a close (max_open does).
+            self.max_client_open = 0
             self.requests = 0
             self.peer_ports: list[int] = []  # client port of each connection, in order of accept
             self.request_ports: list[int] = []  # client port of each request, in order
@@ -99,11 +106,16 @@ class ServerStats:
         for combined in linked:
             combined.connection_closed(key)
 
+    def client_open_at_accept(self, count: int) -> None:
+        with self._lock:
+            self.max_client_open = max(self.max_client_open, count)
+
     def request_received(self, port: int, line: str) -> None:
         with self._lock:
             self.requests += 1
-            self.request_ports.append(port)
-            self.request_lines.append(line)
+            if self.log_requests:
+                self.request_ports.append(port)
+                self.request_lines.append(line)
 
     def response_started(self) -> list[tuple[ServerStats, int]]:
         """Count a request in flight; returns the tokens to pass to ``response_ending``."""
@@ -250,7 +262,9 @@ async def echo_app(scope: Any, receive: Any, send: Any) -> None:
     """The routes of the test uvicorn servers.
 
     ``/echo``: method, path, query, headers, body and the ``connection`` header, as JSON.
-    ``/peer[?delay=s]``: the client port. ``/status/{code}``. ``/bytes/{n}``: n bytes of ``x``.
+    ``/peer[?delay=s]``: the client port. ``/id/{token}[?delay=s]``: the token, as the body
+    (a caller can tell that the answer is its own). ``/status/{code}``.
+    ``/bytes/{n}``: n bytes of ``x``.
     ``/stream/{n}``: a chunked body of n chunks ``chunk-{i}\\n``. ``/slow?delay=s``.
     ``/keepalive-hint?timeout=N[&max=M]``: a ``Keep-Alive: [max=M, ]timeout=N`` header.
     ``/close``: a response with ``Connection: close``.
@@ -281,6 +295,10 @@ async def echo_app(scope: Any, receive: Any, send: Any) -> None:
         await _read_body(receive)
         await asyncio.sleep(float(query.get("delay", "0")))
         await _send(send, 200, _json({"port": client_port}), json_headers)
+    elif path.startswith("/id/"):
+        await _read_body(receive)
+        await asyncio.sleep(float(query.get("delay", "0")))  # 0 still yields: requests overlap
+        await _send(send, 200, path[len("/id/") :].encode())
     elif path.startswith("/status/"):
         await _read_body(receive)
         status = int(path.rsplit("/", 1)[1])
@@ -385,7 +403,7 @@ class RawRequest:
 class RawConnection:
     """One accepted connection, handed to a ``RawServer`` handler."""
 
-    stream: anyio.abc.SocketStream
+    stream: anyio.abc.ByteStream  # the accepted SocketStream, or a TLS stream over it
     server: RawServer
     index: int  # 0 for the server's first connection since reset, then 1, 2...
     peer_port: int
@@ -425,7 +443,8 @@ class RawConnection:
         request = RawRequest(method, target, version.removeprefix("HTTP/"), headers, body, raw)
         self.requests += 1
         self.server.stats.request_received(self.peer_port, f"{method} {target}")
-        self.server.received.append(request)
+        if self.server.stats.log_requests:
+            self.server.received.append(request)
         return request
 
     async def _read_chunked(self) -> tuple[bytes, bytes]:
@@ -447,6 +466,15 @@ class RawConnection:
                 # No trailers are sent by the client under test.
                 return body, consumed
             body += chunk
+
+    @property
+    def pending(self) -> bool:
+        """Whether bytes of the next request were already read off the socket."""
+        return bool(self._buffer)
+
+    async def wait_readable(self) -> bool:
+        """Wait for the next bytes (kept for ``read_request``); False once the peer has gone."""
+        return await self._fill()
 
     async def send(self, data: bytes) -> None:
         await self.stream.send(data)
@@ -509,6 +537,7 @@ class RawServer:
         self.received: list[RawRequest] = []
         self.errors: list[BaseException] = []
         self._connections = 0
+        self._sockets: dict[int, socket.socket] = {}  # of the connections being handled
         self._thread = thread
         self._listener: anyio.abc.SocketListener = thread.portal.call(
             functools.partial(anyio.create_tcp_listener, local_host=LOCALHOST, local_port=0)
@@ -529,7 +558,16 @@ class RawServer:
                     stream = await listener.accept()
                 except (OSError, anyio.BrokenResourceError):
                     continue
+                self._count_clients_still_open(stream)
                 group.start_soon(self._handle, stream)
+
+    def _count_clients_still_open(self, accepted: anyio.abc.SocketStream) -> None:
+        """On accept: how many connections, this one included, their clients still hold open."""
+        still_open = sum(not peer_left(sock) for sock in self._sockets.values())
+        self.stats.client_open_at_accept(still_open + 1)
+        raw = accepted.extra(anyio.abc.SocketAttribute.raw_socket, None)
+        if raw is not None:
+            self._sockets[id(accepted)] = raw
 
     async def _handle(self, stream: anyio.abc.SocketStream) -> None:
         index = self._connections
@@ -549,6 +587,7 @@ class RawServer:
             # A broken handler must not take the listener down; the test can look here.
             self.errors.append(exc)
         finally:
+            self._sockets.pop(id(stream), None)
             self.stats.connection_closed(id(conn))
 
     def reset(self) -> None:
@@ -561,6 +600,16 @@ class RawServer:
 
     def close(self) -> None:
         self._serving.cancel()
+
+
+def peer_left(sock: socket.socket) -> bool:
+    """Whether the peer of ``sock`` closed or reset it (asked of the kernel; nothing is read)."""
+    try:
+        poller = select.poll()
+        poller.register(sock, select.POLLRDHUP | select.POLLHUP | select.POLLERR)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):
+        return True  # closed already
 
 
 # --------------------------------------------------------------------------- TLS

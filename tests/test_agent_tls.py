@@ -9,7 +9,7 @@ import anyio.abc
 import pytest
 from servers import TLSFiles, UvicornServer
 
-from starlette_agent import Agent, AgentError, ConnectError, Origin
+from starlette_agent import Agent, AgentError, ConnectError, Origin, _routes
 
 pytestmark = pytest.mark.anyio
 
@@ -29,6 +29,21 @@ async def test_https_request_and_reuse(tls_server: UvicornServer, tls: TLSFiles)
         assert response.reused_socket is True
         assert tls_server.stats.opened == 1
         assert tls_server.stats.requests == 20
+
+
+async def test_the_default_context_keeps_one_pool_key(
+    tls_server: UvicornServer, tls: TLSFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The agent's default context, made on first use, trusting the test CA here.
+    monkeypatch.setattr(_routes, "_default_context", tls.client_context())
+    url = f"{tls_server.url}/peer"
+    async with Agent() as agent:
+        name = agent.get_name(url)
+        responses = [await agent.get(url) for _ in range(3)]
+        assert [response.reused_socket for response in responses] == [False, True, True]
+        assert agent.get_name(url) == name
+        assert list(agent.stats().origins) == [name]
+    assert tls_server.stats.opened == 1
 
 
 async def test_default_context_rejects_an_untrusted_certificate(

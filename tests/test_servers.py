@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import socket
+import struct
 
+import anyio
 import httpx
 from real_servers import HypercornServer, NginxServer
 from servers import RawConnection, RawServer, UvicornServer, response_bytes, wait_until_sync
@@ -30,6 +32,7 @@ def test_uvicorn_routes(server: UvicornServer) -> None:
         assert ["x-t", "v"] in echo["headers"]
         assert client.get(f"{server.url}/status/204").status_code == 204
         assert client.get(f"{server.url}/bytes/10").content == b"x" * 10
+        assert client.get(f"{server.url}/id/abc?delay=0").content == b"abc"
         stream = client.get(f"{server.url}/stream/3")
         assert stream.text == "chunk-0\nchunk-1\nchunk-2\n"
         assert "content-length" not in stream.headers
@@ -68,6 +71,35 @@ def test_raw_server_runs_the_handler(raw_server: RawServer) -> None:
     assert wait_until_sync(lambda: raw_server.stats.closed == 1)
     assert raw_server.stats.opened == 1
     assert raw_server.stats.requests == 1
+
+
+def test_raw_server_counts_clients_still_open_from_the_kernel(raw_server: RawServer) -> None:
+    async def deaf(conn: RawConnection) -> None:
+        await anyio.sleep(1)  # notices no close for a second: max_open lags behind the clients
+
+    raw_server.handler = deaf
+    first = [socket.create_connection(("127.0.0.1", raw_server.port)) for _ in range(3)]
+    assert wait_until_sync(lambda: raw_server.stats.opened == 3)
+    first[0].close()  # FIN
+    first[1].setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    first[1].close()  # RST
+    with socket.create_connection(("127.0.0.1", raw_server.port)) as fourth:
+        assert wait_until_sync(lambda: raw_server.stats.opened == 4)
+        assert fourth.fileno() >= 0
+    first[2].close()
+    assert raw_server.stats.max_open == 4  # the server had noticed neither close
+    assert raw_server.stats.max_client_open == 3  # but the kernel knew of both
+
+
+def test_servers_can_count_without_logging_each_request(raw_server: RawServer) -> None:
+    raw_server.stats.log_requests = False
+    try:
+        with httpx.Client() as client:
+            assert client.get(f"{raw_server.url}/x").status_code == 200
+    finally:
+        raw_server.stats.log_requests = True
+    assert raw_server.stats.requests == 1
+    assert (raw_server.stats.request_lines, raw_server.received) == ([], [])
 
 
 def test_nginx_counts_from_its_access_log(nginx_server: NginxServer) -> None:
