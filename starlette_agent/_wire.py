@@ -12,6 +12,7 @@ its own declared length raises ``BodyLengthError``.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final, Protocol
 
 import h11
@@ -25,6 +26,8 @@ __all__ = [
     "Wire",
     "WireError",
     "WireEvent",
+    "check_head",
+    "check_raw_head",
 ]
 
 
@@ -111,12 +114,19 @@ _SETTLED = frozenset({h11.IDLE, h11.DONE, h11.MUST_CLOSE, h11.CLOSED})
 
 
 class H11Wire:
-    """The ``Wire`` on h11: its state machine validates every event it sends or receives."""
+    """The ``Wire`` on h11: its state machine validates every event it sends or receives.
 
-    __slots__ = ("_conn",)
+    h11 accepts some heads llhttp refuses (bare LF line ends, folded lines, control characters,
+    a Content-Length given twice or as a list): the raw bytes of each head are kept until it is
+    parsed and checked by ``check_raw_head``, so both wires refuse the same answers.
+    """
+
+    __slots__ = ("_conn", "_raw", "_scanning")
 
     def __init__(self, max_head_size: int) -> None:
         self._conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=max_head_size)
+        self._raw = b""  # the current response's head bytes, until its final head is parsed
+        self._scanning = True
 
     def request(self, head: h11.Request, body: bytes | None) -> bytes:
         conn = self._conn
@@ -141,6 +151,8 @@ class H11Wire:
             raise BodyLengthError(str(exc)) from exc
 
     def receive_data(self, data: bytes) -> None:
+        if self._scanning:
+            self._raw += data
         self._conn.receive_data(data)
 
     def next_event(self) -> WireEvent:
@@ -153,8 +165,12 @@ class H11Wire:
             return bytes(event.data)
         if kind is h11.Response or kind is h11.InformationalResponse:
             head = Head(event.status_code, event.reason, event.http_version, list(event.headers))
+            problem = self._check_raw_head() or check_head(head)
+            if problem is not None:
+                raise WireError(problem)
             if kind is h11.Response:
-                _check_framing(head)
+                self._scanning = False  # the final head: what follows is body
+                self._raw = b""
             return head
         if kind is h11.EndOfMessage:
             return END
@@ -163,6 +179,16 @@ class H11Wire:
         if kind is h11.ConnectionClosed:
             raise WireError("the server closed the connection")
         raise WireError(f"unexpected {event!r}")  # h11.PAUSED: a protocol switch nobody asked
+
+    def _check_raw_head(self) -> str | None:
+        """Check the bytes of the head h11 just parsed, and keep those that follow it."""
+        raw = self._raw
+        end = raw.find(b"\r\n\r\n")
+        if end < 0:
+            self._scanning = False
+            return "a line of the response head does not end in CRLF"
+        self._raw = raw[end + 4 :]
+        return check_raw_head(raw[: end + 2])
 
     @property
     def buffered(self) -> int:
@@ -178,14 +204,49 @@ class H11Wire:
             return False  # bytes after the response would be read as the next response
         if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
             conn.start_next_cycle()
+            self._raw = b""
+            self._scanning = True
             return True
         return False
 
 
-def _check_framing(head: Head) -> None:
-    """Refuse a response framed two ways (RFC 9112 6.1: "ought to be handled as an error"; a
-    sign of smuggling). llhttp refuses it too, so both wires answer alike."""
-    if head.status >= 200 and head.status not in (204, 304):
-        names = [name for name, _ in head.headers]
-        if b"transfer-encoding" in names and b"content-length" in names:
-            raise WireError("the response has both Transfer-Encoding and Content-Length")
+# Control characters other than tab, and any CR or LF left once line ends are taken out.
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_DIGITS = re.compile(rb"[0-9]+")
+
+
+def check_raw_head(raw: bytes) -> str | None:
+    """What is wrong with a response head's bytes (its lines, each ending in CRLF), or None.
+
+    The rules llhttp applies and h11 does not: strict line ends, no folded lines, no control
+    characters, one plain Content-Length."""
+    if raw.count(b"\n") != raw.count(b"\r\n"):
+        return "a line of the response head does not end in CRLF"
+    if b"\r\n " in raw or b"\r\n\t" in raw:
+        return "the response head folds a header over two lines (obsolete line folding)"
+    if _CONTROL.search(raw.replace(b"\r\n", b"")):
+        return "the response head contains a control character"
+    lowered = raw.lower()
+    start = lowered.find(b"\r\ncontent-length:")
+    if start >= 0:
+        if lowered.find(b"\r\ncontent-length:", start + 1) >= 0:
+            return "the response has more than one Content-Length"
+        value = raw[start + 17 : raw.find(b"\r\n", start + 2)].strip(b" \t")
+        if not _DIGITS.fullmatch(value):
+            return f"the response's Content-Length {value!r} is not a number"
+    return None
+
+
+def check_head(head: Head) -> str | None:
+    """What is wrong with a parsed response head, whichever parser read it, or None.
+
+    Both framings at once is refused (RFC 9112 6.1: it "ought to be handled as an error"; a
+    sign of smuggling), and only ``chunked`` is a transfer coding anyone may frame a body with.
+    """
+    encodings = [value for name, value in head.headers if name == b"transfer-encoding"]
+    if encodings and head.status >= 200:
+        if any(name == b"content-length" for name, _ in head.headers):
+            return "the response has both Transfer-Encoding and Content-Length"
+        if len(encodings) > 1 or encodings[0].strip().lower() != b"chunked":
+            return "only Transfer-Encoding: chunked is supported"
+    return None

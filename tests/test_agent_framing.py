@@ -193,7 +193,7 @@ async def test_a_response_with_both_framings_is_refused_and_its_socket_dropped(
 
     raw_server.handler = both
     async with Agent() as agent:
-        with pytest.raises(RemoteProtocolError, match="Transfer-Encoding and Content-Length"):
+        with pytest.raises(RemoteProtocolError, match=r"Transfer-Encoding.*Content-Length"):
             await agent.get(f"{raw_server.url}/both")
         assert_settled(agent)
         assert agent.stats().idle == 0
