@@ -8,7 +8,6 @@ run has requests in flight; everything else is as a user gets it.
 from __future__ import annotations
 
 import importlib.metadata
-import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,9 +26,9 @@ class Client:
 
 def agent_options(http_parser: str) -> dict[str, Any]:
     """The Agent options that select ``http_parser``; Unavailable if this Agent cannot."""
-    from starlette_agent import Agent
+    from starlette_agent import AgentOptions
 
-    if "http_parser" in inspect.signature(Agent).parameters:
+    if "http_parser" in AgentOptions.names():
         return {"http_parser": http_parser}
     if http_parser == "h11":  # the only parser of an agent without the option
         return {}
