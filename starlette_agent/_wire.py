@@ -121,12 +121,14 @@ class H11Wire:
     parsed and checked by ``check_raw_head``, so both wires refuse the same answers.
     """
 
-    __slots__ = ("_conn", "_raw", "_scanning")
+    __slots__ = ("_conn", "_eof", "_max_head", "_raw", "_scanning")
 
     def __init__(self, max_head_size: int) -> None:
+        self._max_head = max_head_size
         self._conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=max_head_size)
         self._raw = b""  # the current response's head bytes, until its final head is parsed
         self._scanning = True
+        self._eof = False
 
     def request(self, head: h11.Request, body: bytes | None) -> bytes:
         conn = self._conn
@@ -151,6 +153,8 @@ class H11Wire:
             raise BodyLengthError(str(exc)) from exc
 
     def receive_data(self, data: bytes) -> None:
+        if not data:
+            self._eof = True
         if self._scanning:
             self._raw += data
         self._conn.receive_data(data)
@@ -175,6 +179,12 @@ class H11Wire:
         if kind is h11.EndOfMessage:
             return END
         if event is h11.NEED_DATA:
+            # h11 judges a line once it has ended; llhttp refuses at the first wrong byte. A
+            # server that sends a bad partial line and then nothing must get the same answer
+            # from both, so what h11 holds is checked now.
+            problem = check_partial_head(self._raw) if self._scanning else self._partial_chunk()
+            if problem is not None:
+                raise WireError(problem)
             return NEED_DATA
         if kind is h11.ConnectionClosed:
             raise WireError("the server closed the connection")
@@ -190,6 +200,22 @@ class H11Wire:
         self._raw = raw[end + 4 :]
         return check_raw_head(raw[: end + 2])
 
+    def _partial_chunk(self) -> str | None:
+        """What is wrong with a chunk header h11 holds unfinished, if that is where it is."""
+        reader: Any = getattr(self._conn, "_reader", None)
+        if type(reader).__name__ != "ChunkedReader":
+            return None
+        # Only between chunks: no chunk data left, not in the trailer, no CRLF to skip.
+        in_chunk: int = getattr(reader, "_bytes_in_chunk", 1)
+        in_trailer: bool = getattr(reader, "_reading_trailer", True)
+        to_discard: bytes = getattr(reader, "_bytes_to_discard", b"x")
+        if in_chunk or in_trailer or to_discard:
+            return None
+        pending = self._conn.trailing_data[0]
+        if _PARTIAL_CHUNK_HEADER.fullmatch(pending):
+            return None
+        return f"illegal chunk header: {pending[:40]!r}"
+
     @property
     def buffered(self) -> int:
         return len(self._conn.trailing_data[0])
@@ -200,14 +226,20 @@ class H11Wire:
 
     def finish(self) -> bool:
         conn = self._conn
-        if conn.trailing_data[0]:
+        if self._eof or not (conn.our_state is h11.DONE and conn.their_state is h11.DONE):
+            return False
+        extra = conn.trailing_data[0]
+        if extra.strip(b"\r\n"):
             return False  # bytes after the response would be read as the next response
-        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+        if extra:
+            # Blank lines after a response are harmless (llhttp skips them); h11 would refuse
+            # them as the start of the next response, so that one starts afresh.
+            self._conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=self._max_head)
+        else:
             conn.start_next_cycle()
-            self._raw = b""
-            self._scanning = True
-            return True
-        return False
+        self._raw = b""
+        self._scanning = True
+        return True
 
 
 # Control characters other than tab, and any CR or LF left once line ends are taken out.
@@ -237,14 +269,58 @@ def check_raw_head(raw: bytes) -> str | None:
     return None
 
 
+# What may come so far of a head still arriving (each pattern matches every prefix of a valid
+# line): the status line, a header line, and the chunk header of a chunked body.
+_PARTIAL_STATUS = re.compile(
+    rb"(?:H(?:T(?:T(?:P(?:/(?:\d(?:\.(?:\d(?: (?:\d(?:\d(?:\d"
+    rb"(?: [^\r\n]*)?)?)?)?)?)?)?)?)?)?)?)?\r?)?"
+)
+_STATUS_LINE = re.compile(rb"HTTP/\d\.\d \d\d\d(?: [^\r\n]*)?")
+_TOKEN_CHARS = rb"-!#$%&'*+.^_`|~0-9a-zA-Z"
+_PARTIAL_HEADER = re.compile(rb"[" + _TOKEN_CHARS + rb"]*(?::[^\r\n]*)?\r?")
+_HEADER_LINE = re.compile(rb"[" + _TOKEN_CHARS + rb"]+:[^\r\n]*")
+_PARTIAL_CHUNK_HEADER = re.compile(rb"[0-9A-Fa-f]{0,20}|[0-9A-Fa-f]{1,20}(?:;[^\r\n]*)?[ \t]*\r?")
+
+
+def check_partial_head(raw: bytes) -> str | None:
+    """What is wrong so far with a head that has not ended yet, or None if it may still turn
+    out well (``check_raw_head`` judges it once it has ended)."""
+    if b"\r\n\r\n" in raw:
+        return None
+    if _CONTROL.search(raw.replace(b"\r\n", b"").removesuffix(b"\r")):
+        return "the response head contains a control character or a bare CR or LF"
+    status, *headers = raw.split(b"\r\n")
+    if not headers:
+        return (
+            None
+            if _PARTIAL_STATUS.fullmatch(status)
+            else "the response does not start with a status line"
+        )
+    if not _STATUS_LINE.fullmatch(status):
+        return f"malformed status line {status[:60]!r}"
+    *complete, last = headers
+    for line in complete:
+        if not _HEADER_LINE.fullmatch(line):
+            return f"malformed header line {line[:60]!r}"
+    if not _PARTIAL_HEADER.fullmatch(last):
+        return f"malformed header line {last[:60]!r}"
+    return None
+
+
 def check_head(head: Head) -> str | None:
     """What is wrong with a parsed response head, whichever parser read it, or None.
 
     Both framings at once is refused (RFC 9112 6.1: it "ought to be handled as an error"; a
     sign of smuggling), and only ``chunked`` is a transfer coding anyone may frame a body with.
     """
+    if head.http_version not in (b"1.1", b"1.0"):
+        return f"HTTP/{head.http_version.decode('latin-1')} is not HTTP/1.1 or HTTP/1.0"
+    if head.status < 200 and any(
+        name == b"connection" and b"close" in value.lower() for name, value in head.headers
+    ):
+        return "an interim (1xx) response says Connection: close, yet a final response must follow"
     encodings = [value for name, value in head.headers if name == b"transfer-encoding"]
-    if encodings and head.status >= 200:
+    if encodings:
         if any(name == b"content-length" for name, _ in head.headers):
             return "the response has both Transfer-Encoding and Content-Length"
         if len(encodings) > 1 or encodings[0].strip().lower() != b"chunked":

@@ -44,20 +44,42 @@ class HttptoolsWire:
         "_close_delimited",
         "_done",
         "_events",
+        "_final_head",
         "_head_bytes",
         "_head_done",
         "_head_only",
+        "_head_start",
+        "_head_tail",
         "_headers",
         "_interim",
         "_keep_alive",
         "_max_head_size",
+        "_message_start",
         "_parser",
-        "_pending_head",
         "_reason",
         "_request_close",
         "_send_state",
         "_trailing",
     )
+
+    _body_left: int
+    _chunked: bool
+    _close_delimited: bool
+    _done: bool
+    _final_head: bool
+    _head_bytes: int
+    _head_done: bool
+    _head_only: bool
+    _head_start: bytes
+    _head_tail: bytes
+    _headers: list[tuple[bytes, bytes]]
+    _interim: bool
+    _keep_alive: bool
+    _message_start: bool
+    _reason: bytes
+    _request_close: bool
+    _send_state: int
+    _trailing: bool
 
     def __init__(self, max_head_size: int) -> None:
         self._max_head_size = max_head_size
@@ -121,12 +143,41 @@ class HttptoolsWire:
         if not data:
             self._end_of_stream()
             return
-        if self._head_only and not self._head_done:
-            self._feed_head_only(data)
-        else:
+        if not self._final_head:
+            data = self._feed_heads(data)
+            if self._done:
+                self._trailing = self._trailing or bool(data)
+                return
+        if data:
             self._feed(data)
-        if not self._head_done and self._head_bytes > self._max_head_size:
-            self._refuse(f"the response head is larger than {self._max_head_size} bytes")
+
+    def _feed_heads(self, data: bytes) -> bytes:
+        """Feed llhttp the heads in ``data`` one at a time, checking where each one starts;
+        return what follows the final head (the body's first bytes)."""
+        while data and not self._final_head and not self._events_refused():
+            if self._message_start:
+                # llhttp skips blank lines before a status line, and reads RTSP/ and ICE/ too;
+                # h11 refuses all of them, and so do we, at the first byte that shows it.
+                start = (self._head_start + data)[:5]
+                if start != b"HTTP/"[: len(start)]:
+                    self._refuse("the response does not start with HTTP/")
+                    return b""
+                self._head_start = start
+                if len(start) == 5:
+                    self._message_start = False
+            seen = self._head_tail + data
+            end = seen.find(b"\r\n\r\n")
+            if end < 0:
+                self._head_tail = seen[-3:]
+                self._feed(data)
+                if not self._head_done and self._head_bytes > self._max_head_size:
+                    self._refuse(f"the response head is larger than {self._max_head_size} bytes")
+                return b""
+            cut = end + 4 - len(self._head_tail)
+            self._head_tail = b""
+            self._feed(data[:cut])
+            data = data[cut:]
+        return b"" if self._events_refused() else data
 
     def next_event(self) -> WireEvent:
         if not self._events:
@@ -139,7 +190,7 @@ class HttptoolsWire:
 
     @property
     def buffered(self) -> int:
-        return len(self._pending_head)
+        return 0  # llhttp takes every byte it is given
 
     @property
     def settled(self) -> bool:
@@ -166,14 +217,17 @@ class HttptoolsWire:
         self._parser = httptools.HttpResponseParser(self)
         self._events.clear()
         self._done = False
+        self._final_head = False  # the final (non-1xx) head was parsed
         self._trailing = False
-        self._pending_head = b""
+        self._head_tail = b""  # the last bytes of a head fed so far, to find where it ends
+        self._message_start = True  # the next byte starts a head
+        self._head_start = b""  # its first bytes, up to five
         self._begin_message()
 
     def _begin_message(self) -> None:
         self._head_done = False
         self._head_bytes = 0
-        self._headers: list[tuple[bytes, bytes]] = []
+        self._headers = []
         self._reason = b""
         self._interim = False
         self._keep_alive = False
@@ -194,22 +248,6 @@ class HttptoolsWire:
                 self._trailing = True  # garbage after a complete response
             else:
                 self._refuse(str(exc))
-
-    def _feed_head_only(self, data: bytes) -> None:
-        """A response to HEAD: feed llhttp one head at a time, and end at the final one."""
-        self._pending_head += data
-        while not self._done and not self._events_refused():
-            end = self._pending_head.find(b"\r\n\r\n")
-            if end < 0:
-                self._head_bytes = len(self._pending_head)
-                return
-            head, self._pending_head = (
-                self._pending_head[: end + 4],
-                self._pending_head[end + 4 :],
-            )
-            self._feed(head)
-        if self._done and self._pending_head:
-            self._trailing = True
 
     def _end_of_stream(self) -> None:
         if self._head_done and self._close_delimited and not self._interim:
@@ -255,8 +293,12 @@ class HttptoolsWire:
         if status < 200:
             self._interim = True
             return
-        # h11 keeps no HTTP/1.0 connection alive; neither do we, whatever it says.
-        self._keep_alive = version == b"1.1" and parser.should_keep_alive()
+        self._final_head = True
+        # h11 keeps no HTTP/1.0 connection alive; neither do we, whatever it says. (llhttp's
+        # should_keep_alive() also weighs the body's framing, which finish() does itself.)
+        self._keep_alive = version == b"1.1" and not any(
+            name == b"connection" and b"close" in value.lower() for name, value in self._headers
+        )
         if self._head_only:
             self._events.append(END)
             self._done = True
@@ -274,6 +316,8 @@ class HttptoolsWire:
     def on_message_complete(self) -> None:
         if self._interim:
             self._begin_message()  # an interim response: the final one follows
+            self._message_start = True
+            self._head_start = b""
             return
         self._events.append(END)
         self._done = True
