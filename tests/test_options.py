@@ -173,6 +173,12 @@ ONE_BAD_VALUE_EACH: dict[str, object] = {
     "connector": "tcp",
     "proxy": "socks5://proxy:1080",
     "trust_env": "yes",
+    "base_url": "/relative",
+    "headers": {"content-length": "5"},
+    "decompress": "gzip",
+    "follow_redirects": 1,
+    "max_redirects": -1,
+    "allow_https_downgrade": None,
 }
 
 
