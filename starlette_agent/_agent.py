@@ -187,7 +187,7 @@ class Agent:
         (None: the agent's own), each redirect is dispatched in turn and the earlier responses
         are in ``response.history``. The arguments are ``build_request``'s.
         """
-        response = await self._send(method, url, arguments)
+        response = await self._send_with_redirects(method, url, arguments)
         try:
             await response.aread()
         except BaseException:
@@ -235,13 +235,13 @@ class Agent:
         socket (it cannot carry another request mid-body); a fully read body returns the socket
         to the pool. The arguments are ``request()``'s.
         """
-        response = await self._send(method, url, arguments)
+        response = await self._send_with_redirects(method, url, arguments)
         try:
             yield response
         finally:
             await response.aclose()
 
-    async def _send(self, method: str, url: str, arguments: RequestArgs) -> Response:
+    async def _send_with_redirects(self, method: str, url: str, arguments: RequestArgs) -> Response:
         """The response to ``request()``'s arguments, redirects followed as asked, body unread."""
         parts, follow = split_arguments(arguments)
         request = self.build_request(method, url, **parts)

@@ -8,6 +8,7 @@ arguments always win over the agent's defaults.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import TYPE_CHECKING, TypeAlias, cast
 
 from ._arguments import RequestParts, check_arguments
@@ -33,20 +34,30 @@ def build_request(config: AgentOptions, method: str, url: str, parts: RequestPar
     check_arguments(parts, sending=False)
     if config.base_url is not None and isinstance(url, str):
         url = join_url(config.base_url, url)
+    defaults = _defaults(cast(DefaultPairs, config.headers), config.decompress)
     own = validate_headers(parts.get("headers"))
-    own_names = {name.lower() for name, _ in own}
-    # The default Authorization yields to the request's own credentials, in any form.
-    own_credentials = parts.get("auth") is not None or parse_url(url).authorization is not None
-    defaults: list[tuple[bytes, bytes]] = []
-    for name, value in cast(DefaultPairs, config.headers):  # normalised by AgentOptions
-        lowered = name.lower().encode("latin-1")
-        if lowered in own_names or (lowered == b"authorization" and own_credentials):
-            continue
-        defaults.append((name.encode("latin-1"), value.encode("latin-1")))
-    names = own_names | {name.lower() for name, _ in defaults}
-    if b"user-agent" not in names:
-        defaults.append((b"user-agent", USER_AGENT.encode("ascii")))
-    if config.decompress and b"accept-encoding" not in names:
-        defaults.append((b"accept-encoding", ACCEPT_ENCODING.encode("ascii")))
-    merged: RequestParts = {**parts, "headers": defaults + own}
+    skip = {name.lower() for name, _ in own}
+    # A default Authorization yields to the request's own credentials, in any form.
+    if (
+        b"authorization" not in skip
+        and any(lowered == b"authorization" for lowered, _ in defaults)
+        and (parts.get("auth") is not None or parse_url(url).authorization is not None)
+    ):
+        skip.add(b"authorization")
+    merged: RequestParts = {**parts, "headers": [p for n, p in defaults if n not in skip] + own}
     return Request(method, url, **merged)
+
+
+@lru_cache(maxsize=64)
+def _defaults(
+    headers: DefaultPairs, decompress: bool
+) -> tuple[tuple[bytes, tuple[bytes, bytes]], ...]:
+    """The agent's headers for every request, each with its lower-case name: the default
+    ``headers``, then ``User-Agent`` and ``Accept-Encoding`` unless those set them."""
+    pairs = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+    names = {name.lower() for name, _ in pairs}
+    if b"user-agent" not in names:
+        pairs.append((b"user-agent", USER_AGENT.encode("ascii")))
+    if decompress and b"accept-encoding" not in names:
+        pairs.append((b"accept-encoding", ACCEPT_ENCODING.encode("ascii")))
+    return tuple((name.lower(), (name, value)) for name, value in pairs)

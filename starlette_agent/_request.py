@@ -240,18 +240,32 @@ def _headers(headers: HeaderTypes | None) -> list[tuple[bytes, bytes]]:
             name, value = item
         except (TypeError, ValueError):
             raise InvalidRequest(f"header {item!r} is not a (name, value) pair") from None
-        raw_name = _encode_header_part(name, "name", name)
-        raw_value = _encode_header_part(value, "value", name)
-        if not _TOKEN.fullmatch(raw_name):
-            raise InvalidRequest(f"header name {name!r} is not a valid HTTP token")
-        control = _CONTROL_IN_VALUE.search(raw_value)
-        if control:
-            raise InvalidRequest(
-                f"header {name!r} value contains the control character {control.group()!r}; "
-                "only horizontal tab is allowed"
-            )
-        result.append((raw_name, raw_value.strip(b" \t")))
+        try:
+            result.append(_known_header(name, value))
+        except TypeError:  # unhashable, so neither str, bytes nor int: refused below
+            result.append(_header(name, value))
     return result
+
+
+@lru_cache(maxsize=1024, typed=True)
+def _known_header(name: object, value: object) -> tuple[bytes, bytes]:
+    # A service sends the same few headers (its User-Agent, Accept-Encoding, a token) with
+    # every request: each distinct one is checked once.
+    return _header(name, value)
+
+
+def _header(name: object, value: object) -> tuple[bytes, bytes]:
+    raw_name = _encode_header_part(name, "name", name)
+    raw_value = _encode_header_part(value, "value", name)
+    if not _TOKEN.fullmatch(raw_name):
+        raise InvalidRequest(f"header name {name!r} is not a valid HTTP token")
+    control = _CONTROL_IN_VALUE.search(raw_value)
+    if control:
+        raise InvalidRequest(
+            f"header {name!r} value contains the control character {control.group()!r}; "
+            "only horizontal tab is allowed"
+        )
+    return raw_name, raw_value.strip(b" \t")
 
 
 def _encode_header_part(part: object, what: str, name: object) -> bytes:
