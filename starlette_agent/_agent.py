@@ -38,6 +38,7 @@ from ._response import Response
 from ._routes import Routes
 from ._stats import AgentStats, Counters
 from ._urls import Origin, parse_url
+from ._wire_choice import wire_for
 
 logger = logging.getLogger("starlette_agent")
 
@@ -77,6 +78,7 @@ class Agent:
             config.headers_timeout,
         )
         self._counters = Counters()
+        self._wire = wire_for(config.http_parser)
         self._routes = Routes(
             local_address=config.local_address,
             ssl_context=config.ssl_context,
@@ -409,6 +411,7 @@ class Agent:
                 local_address=self.config.local_address,
                 connect_timeout=timeouts.connect,
                 guard=self._guard,
+                wire=self._wire,
             )
         except BaseException:
             # Give the slot back, or it would count as a socket forever (httpcore #1093).

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import anyio
@@ -19,7 +19,7 @@ from anyio.abc import ByteStream, SocketStream
 from anyio.streams.tls import TLSAttribute, TLSStream
 
 from . import _asyncio_stream as asyncio_stream
-from ._connection import CLOSE_TIMEOUT, Connection, stream_extra
+from ._connection import CLOSE_TIMEOUT, MAX_RESPONSE_HEAD_SIZE, Connection, stream_extra
 from ._dial import AddressCheck, dial
 from ._errors import AgentError, ConnectError, ConnectTimeout
 from ._eventloop import in_trio
@@ -27,6 +27,7 @@ from ._options import Connector
 from ._proxy import Proxy
 from ._tunnel import open_tunnel
 from ._urls import Origin
+from ._wire import H11Wire, Wire
 
 __all__ = ["open_connection"]
 
@@ -41,6 +42,7 @@ async def open_connection(
     connect_timeout: float | None,
     guard: AddressCheck | None = None,
     proxy: Proxy | None = None,
+    wire: Callable[[int], Wire] = H11Wire,
 ) -> Connection:
     """Open a socket to ``origin`` (TCP, then TLS for https) within ``connect_timeout``.
 
@@ -65,7 +67,9 @@ async def open_connection(
         if tls is not None and stream_extra(stream, TLSAttribute.ssl_object) is None:
             stream = await _wrap_tls(stream, origin, tls)
         forward = proxy if proxy is not None and tls is None else None
-        return Connection(pool_key, origin, stream, forward_proxy=forward)
+        return Connection(
+            pool_key, origin, stream, forward_proxy=forward, wire=wire(MAX_RESPONSE_HEAD_SIZE)
+        )
     raise ConnectTimeout(
         f"could not connect to {origin}{_via(proxy)} within {connect_timeout}s",
         origin=str(origin),

@@ -37,6 +37,7 @@ from ._errors import (
 from ._eventloop import current_clock
 from ._proxy import Proxy
 from ._urls import Origin
+from ._wire import END, NEED_DATA, BodyLengthError, H11Wire, Head, Wire, WireError, WireEvent
 
 RECEIVE_SIZE = 65536
 # Response heads larger than this are refused (h11 raises when an event outgrows its buffer).
@@ -52,8 +53,6 @@ WATCHED_UPLOAD_SIZE = 64 * 1024
 WRITE_PIECE_SIZE = 64 * 1024
 
 _READ_ERRORS = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError)
-# h11 states in which a connection holds no half-done exchange.
-_SETTLED = frozenset({h11.IDLE, h11.DONE, h11.MUST_CLOSE, h11.CLOSED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +97,7 @@ class Connection:
         stream: ByteStream,
         *,
         forward_proxy: Proxy | None = None,
+        wire: Wire | None = None,
     ) -> None:
         self.pool_key = pool_key
         self.origin = origin
@@ -110,7 +110,6 @@ class Connection:
         self._eof = False
         self._in_exchange = False  # between send_request and a clean finish_cycle
         self._request_sent = False  # every byte of the current request was written
-        self._reusable = True  # False when this response's framing forbids reuse
         self._early: list[Any] = []  # events read while the request was still being sent
         #: An http target reached through this proxy: heads go in absolute form, with its
         #: credentials (the proxy strips Proxy-Authorization before it forwards a request).
@@ -120,7 +119,7 @@ class Connection:
         self._sending = False  # a send is waiting for the peer to take data
         self._sends = 0  # sends started on an anyio stream
         self._watchdog = False  # a watchdog task times the sends, not each send itself
-        self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_RESPONSE_HEAD_SIZE)
+        self._wire: Wire = wire if wire is not None else H11Wire(MAX_RESPONSE_HEAD_SIZE)
         #: Our asyncio stream applies timeouts itself, with a timer instead of a cancel scope.
         self._fast_stream = stream if type(stream) is AsyncioByteStream else None
         self._poller = None if self._fast_stream is not None else _poller_for(stream)
@@ -132,7 +131,7 @@ class Connection:
         self.local_port: int | None = sockname[1] if isinstance(sockname, tuple) else None
 
     def __repr__(self) -> str:
-        state = "closed" if self.closed else self._h11.our_state.__name__
+        state = "closed" if self.closed else "busy" if self._in_exchange else "idle"
         return f"<Connection {self.origin} local_port={self.local_port} {state}>"
 
     # -- reuse ---------------------------------------------------------------------------------
@@ -166,9 +165,8 @@ class Connection:
         self.response_started = False
         self._in_exchange = True
         self._request_sent = False
-        self._reusable = True
         self._early.clear()
-        self._response_bytes = len(self._h11.trailing_data[0])
+        self._response_bytes = self._wire.buffered
         write_error: AgentError | None = None
         try:
             if body is None or (isinstance(body, bytes) and len(body) <= WATCHED_UPLOAD_SIZE):
@@ -181,7 +179,7 @@ class Connection:
                 f"{timeouts.write}s (the server is not reading)",
                 origin=str(self.origin),
             ) from None
-        except h11.LocalProtocolError as exc:
+        except BodyLengthError as exc:
             # A streamed body longer or shorter than the Content-Length the caller declared.
             raise RequestBodyError(
                 f"{self.origin}: the request body does not match its declared length: {exc}",
@@ -205,9 +203,9 @@ class Connection:
     async def receive_body_chunk(self, read_timeout: float | None) -> bytes | None:
         """The next piece of the response body, or None at its end."""
         event = await self._next_event(read_timeout)
-        if type(event) is h11.Data:
-            return bytes(event.data)
-        if type(event) is h11.EndOfMessage:
+        if type(event) is bytes:
+            return event
+        if event is END:
             return None
         raise self._protocol_error(f"expected response body, got {event!r}")
 
@@ -217,16 +215,10 @@ class Connection:
             # Cut short: the server answered before the request was all sent (aclose resets).
             return False
         self._in_exchange = False
-        # h11 ends a close-delimited body at EOF in state DONE, but that socket is finished.
-        if self._eof or not self._reusable:
+        # A close-delimited body ends at EOF, and so does that socket.
+        if self._eof:
             return False
-        # Bytes after the end of the response would be read as the next response: never reuse.
-        if self._h11.trailing_data[0]:
-            return False
-        if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
-            self._h11.start_next_cycle()
-            return True
-        return False
+        return self._wire.finish()
 
     async def aclose(self) -> None:
         """Close the socket: politely if its last exchange ended cleanly, else with a reset.
@@ -237,7 +229,7 @@ class Connection:
             return
         self.closed = True
         self._poller = None
-        settled = not self._in_exchange and self._h11.our_state in _SETTLED
+        settled = not self._in_exchange and self._wire.settled
         # The socket is being thrown away; a failing close only means it was already broken,
         # and raising here would hide the error that made us close it.
         with anyio.CancelScope(shield=True), suppress(Exception):
@@ -289,22 +281,18 @@ class Connection:
         body: bytes | AsyncIterable[bytes] | None,
         write_timeout: float | None,
     ) -> None:
-        conn = self._h11
-        data = conn.send(head) or b""
+        wire = self._wire
         if body is None or isinstance(body, bytes):
             # One write for head and body: fewer syscalls, and one packet for small requests.
-            if body:
-                data += conn.send(h11.Data(data=body)) or b""
-            data += conn.send(h11.EndOfMessage()) or b""
-            await self._send(data, write_timeout)
+            await self._send(wire.request(head, body), write_timeout)
             self._request_sent = True
             return
-        await self._send(data, write_timeout)
+        await self._send(wire.request_head(head), write_timeout)
         # Only the sends are timed: a body that is slow to produce its chunks is no write timeout.
         async for chunk in body:
             if chunk:  # an empty chunk would end a chunked body early
-                await self._send(conn.send(h11.Data(data=bytes(chunk))) or b"", write_timeout)
-        await self._send(conn.send(h11.EndOfMessage()) or b"", write_timeout)
+                await self._send(wire.request_body(bytes(chunk)), write_timeout)
+        await self._send(wire.request_end(), write_timeout)
         self._request_sent = True
 
     async def _send(self, data: bytes, write_timeout: float | None) -> None:
@@ -396,9 +384,9 @@ class Connection:
         try:
             while True:
                 event = self._feed(await self._receive())
-                while event is not h11.NEED_DATA:
+                while event is not NEED_DATA:
                     self._early.append(event)
-                    if type(event) is not h11.InformationalResponse:
+                    if type(event) is not Head or event.status >= 200:
                         return True
                     event = self._buffered_event()
         except AgentError as exc:
@@ -407,30 +395,24 @@ class Connection:
 
     # -- reading -------------------------------------------------------------------------------
 
-    async def _read_final_head(self, timeouts: Timeouts) -> h11.Response:
+    async def _read_final_head(self, timeouts: Timeouts) -> Head:
         headers_timeout = timeouts.headers
         deadline = None if headers_timeout is None else self.clock() + headers_timeout
         interim = 0
         while True:
             event = await self._next_event(timeouts.read, deadline, headers_timeout)
-            if type(event) is h11.Response:
-                return event
-            if type(event) is not h11.InformationalResponse:  # 100 Continue, 103 Early Hints
+            if type(event) is not Head:
                 raise self._protocol_error(f"expected a response head, got {event!r}")
-            interim += 1
+            if event.status >= 200:
+                return event
+            interim += 1  # 100 Continue, 103 Early Hints
             if interim > MAX_INFORMATIONAL_RESPONSES:
                 raise self._protocol_error(
                     f"more than {MAX_INFORMATIONAL_RESPONSES} interim (1xx) responses"
                 )
 
-    def _response_head(self, event: h11.Response) -> ResponseHead:
-        if event.status_code != 304 and event.status_code >= 200:
-            names = [name for name, _ in event.headers]
-            # RFC 9112 6.1: both framings on one response is an error or a smuggling attempt.
-            # h11 reads the body as chunked; whatever follows, the socket is not reused.
-            if b"transfer-encoding" in names and b"content-length" in names:
-                self._reusable = False
-        # h11 bounds only a head still arriving; one that came whole in one read is checked here.
+    def _response_head(self, event: Head) -> ResponseHead:
+        # The wire bounds a head still arriving; one that came whole in one read is checked here.
         if self._response_bytes > MAX_RESPONSE_HEAD_SIZE:  # else the head cannot be that large
             head_size = sum(len(name) + len(value) + 4 for name, value in event.headers)
             if head_size > MAX_RESPONSE_HEAD_SIZE:
@@ -438,10 +420,10 @@ class Connection:
                     f"response headers are larger than {MAX_RESPONSE_HEAD_SIZE} bytes"
                 )
         return ResponseHead(
-            status=event.status_code,
+            status=event.status,
             reason=event.reason.decode("latin-1"),
             http_version=event.http_version.decode("ascii"),
-            headers=list(event.headers),
+            headers=event.headers,
         )
 
     async def _next_event(
@@ -458,12 +440,12 @@ class Connection:
                 raise early
             return early
         event = self._buffered_event()
-        if event is not h11.NEED_DATA:
+        if event is not NEED_DATA:
             return event
         fast = self._fast_stream
         by_deadline = False  # whether the head's deadline, not read_timeout, bounds this wait
         try:
-            while event is h11.NEED_DATA:
+            while event is NEED_DATA:
                 wait = read_timeout
                 if deadline is not None:
                     left = deadline - self.clock()
@@ -496,11 +478,11 @@ class Connection:
             origin=str(self.origin),
         )
 
-    def _buffered_event(self) -> Any:
-        """h11's next event from what it already holds (``NEED_DATA`` when it needs more)."""
+    def _buffered_event(self) -> WireEvent:
+        """The next event from what the wire already holds (``NEED_DATA`` when it needs more)."""
         try:
-            return self._h11.next_event()
-        except h11.RemoteProtocolError as exc:
+            return self._wire.next_event()
+        except WireError as exc:
             raise self._protocol_error(str(exc)) from exc
 
     def _feed(self, data: bytes) -> Any:
@@ -513,7 +495,7 @@ class Connection:
                 f"{self.origin}: the server closed the connection without responding",
                 origin=str(self.origin),
             )
-        self._h11.receive_data(data)
+        self._wire.receive_data(data)
         return self._buffered_event()
 
     async def _receive(self) -> bytes:

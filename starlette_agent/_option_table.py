@@ -137,6 +137,7 @@ OPTION_TABLE: dict[str, EnvOption] = {
         EnvOption("connector", None, node_name="createConnection"),
         EnvOption("proxy", or_none(parse_text)),
         EnvOption("trust_env", parse_bool),
+        EnvOption("http_parser", parse_text),
         EnvOption("base_url", or_none(parse_text)),
         EnvOption("headers", parse_json_headers),
         EnvOption("decompress", parse_bool),

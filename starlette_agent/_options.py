@@ -37,9 +37,17 @@ if TYPE_CHECKING:
 
     from ._agent import Agent
 
-__all__ = ["DEFAULT_OPTIONS", "AgentOptionArgs", "AgentOptions", "Connector", "Scheduling"]
+__all__ = [
+    "DEFAULT_OPTIONS",
+    "AgentOptionArgs",
+    "AgentOptions",
+    "Connector",
+    "HttpParser",
+    "Scheduling",
+]
 
 Scheduling: TypeAlias = Literal["lifo", "fifo"]
+HttpParser: TypeAlias = Literal["auto", "h11", "httptools"]
 #: Opens a connection to an origin instead of the agent's own TCP/TLS dialling.
 Connector: TypeAlias = Callable[[Origin], Awaitable[ByteStream]]
 Networks: TypeAlias = Sequence[str | ipaddress.IPv4Network | ipaddress.IPv6Network]
@@ -47,6 +55,7 @@ Networks: TypeAlias = Sequence[str | ipaddress.IPv4Network | ipaddress.IPv6Netwo
 DefaultHeaders: TypeAlias = Mapping[str, str] | Sequence[tuple[str, str]]
 
 SCHEDULING_CHOICES: tuple[str, ...] = ("lifo", "fifo")
+HTTP_PARSER_CHOICES: tuple[str, ...] = ("auto", "h11", "httptools")
 DEFAULT_NAME = "default"  # the agent that AGENT_<OPTION> configures
 DEFAULT_PREFIX = "AGENT_"
 
@@ -84,6 +93,7 @@ class AgentOptions:
     connector: Connector | None = None  # createConnection
     proxy: str | None = None  # an http:// proxy URL, credentials allowed (never shown)
     trust_env: bool = False  # read http_proxy, https_proxy, all_proxy and no_proxy
+    http_parser: HttpParser = "auto"  # "auto": httptools (llhttp, Node's parser) if installed
     # What build_request() adds to each request, and what request() and stream() do with it.
     base_url: str | None = None  # relative request URLs are resolved against it
     headers: DefaultHeaders = ()  # merged under each request's own headers
@@ -198,6 +208,7 @@ class AgentOptionArgs(TypedDict, total=False):
     connector: Connector | None
     proxy: str | None
     trust_env: bool
+    http_parser: HttpParser
     base_url: str | None
     headers: DefaultHeaders
     decompress: bool
@@ -320,6 +331,25 @@ def _check_proxy(name: str, value: Any) -> Any:
     return value
 
 
+def _check_http_parser(name: str, value: Any) -> Any:
+    if value not in HTTP_PARSER_CHOICES:
+        raise InvalidOption(f"{name} must be 'auto', 'h11' or 'httptools', got {value!r}")
+    if value == "httptools" and not httptools_available():
+        raise InvalidOption(
+            f"{name}='httptools' needs the httptools package: pip install "
+            "'starlette-agent[speed]' (or use 'auto', which falls back to h11)"
+        )
+    return value
+
+
+def httptools_available() -> bool:
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _check_base_url(name: str, value: Any) -> str | None:
     if value is None:
         return None
@@ -390,6 +420,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "connector": _check_connector,
     "proxy": _check_proxy,
     "trust_env": _check_bool,
+    "http_parser": _check_http_parser,
     "base_url": _check_base_url,
     "headers": _check_headers,
     "decompress": _check_bool,

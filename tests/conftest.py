@@ -16,6 +16,8 @@ from proxies import TinyproxyServer, tinyproxy_binary
 from real_servers import HypercornServer, NginxServer, nginx_binary
 from servers import RawServer, ServerThread, TLSFiles, UvicornServer, tls_files
 
+from starlette_agent import _wire_choice as wire_choice
+
 # The socket-leak check (an autouse fixture) and pytester, which tests that check.
 pytest_plugins = ["socket_leaks", "pytester"]
 
@@ -30,6 +32,24 @@ pytest_plugins = ["socket_leaks", "pytester"]
 )
 def anyio_backend(request: pytest.FixtureRequest) -> object:
     return request.param
+
+
+#: Modules whose tests run once per HTTP parser: every agent behaviour test.
+PARSER_MODULE_PREFIX = "test_agent_"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.module.__name__.startswith(PARSER_MODULE_PREFIX):
+        metafunc.parametrize("http_parser", ["h11", "httptools"], indirect=True, scope="function")
+
+
+@pytest.fixture(autouse=True)
+def http_parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str | None:
+    """The parser ``Agent(http_parser="auto")`` picks in this test (agent tests run on both)."""
+    choice = getattr(request, "param", None)
+    if choice is not None:
+        monkeypatch.setattr(wire_choice, "AUTO", choice)
+    return choice
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from helpers import assert_settled
 from servers import (
     RawConnection,
     RawServer,
@@ -14,7 +15,7 @@ from servers import (
     wait_until,
 )
 
-from starlette_agent import Agent
+from starlette_agent import Agent, RemoteProtocolError
 
 pytestmark = pytest.mark.anyio
 
@@ -174,22 +175,30 @@ async def test_bytes_body_has_content_length(raw_server: RawServer) -> None:
     assert get.body == b""
 
 
-async def test_a_response_with_both_framings_is_never_reused(raw_server: RawServer) -> None:
+async def test_a_response_with_both_framings_is_refused_and_its_socket_dropped(
+    raw_server: RawServer,
+) -> None:
+    """RFC 9112 6.1: both framings "ought to be handled as an error" (a sign of smuggling);
+    Node's parser refuses it, and so do both of ours."""
+
     async def both(conn: RawConnection) -> None:
-        while await conn.read_request() is not None:
-            await conn.send(
-                b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n"
-                b"2\r\nok\r\n0\r\n\r\n"
-            )
+        while (request := await conn.read_request()) is not None:
+            if request.target == "/both":
+                await conn.send(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n"
+                    b"\r\n2\r\nok\r\n0\r\n\r\n"
+                )
+            else:
+                await conn.send(response_bytes())
 
     raw_server.handler = both
     async with Agent() as agent:
-        first = await agent.get(raw_server.url)
-        assert first.content == b"ok"  # read as chunked, as RFC 9112 6.3 says
+        with pytest.raises(RemoteProtocolError, match=r"Transfer-Encoding.*Content-Length"):
+            await agent.get(f"{raw_server.url}/both")
+        assert_settled(agent)
         assert agent.stats().idle == 0
-        second = await agent.get(raw_server.url)
+        second = await agent.get(f"{raw_server.url}/fine")
         assert second.reused_socket is False
-        assert raw_server.stats.opened == 2
         assert await wait_until(lambda: raw_server.stats.closed >= 1)
 
 

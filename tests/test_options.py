@@ -173,6 +173,7 @@ ONE_BAD_VALUE_EACH: dict[str, object] = {
     "connector": "tcp",
     "proxy": "socks5://proxy:1080",
     "trust_env": "yes",
+    "http_parser": "llhttp",
     "base_url": "/relative",
     "headers": {"content-length": "5"},
     "decompress": "gzip",

@@ -10,9 +10,10 @@ serve the same handler that never touches the agent. Two modes:
   route both apps have) is divided by the request count.
 
 Rounds alternate between the two apps so drift (thermal, other load) hits both equally; the
-median per-request CPU of each is reported with the ratio. Not a test: run it by hand.
+median per-request CPU of each is reported with the ratio. Not a test.
 
-    .venv/bin/python benchmarks/bench_middleware.py [--mode asgi|uvicorn] [--requests N]
+    python -m benchmarks --only middleware            # both modes, onto the benchmark page
+    python -m benchmarks.middleware [--mode asgi|uvicorn] [--requests N] [--rounds N]
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -122,7 +124,7 @@ SERVER = textwrap.dedent(
     import sys
     import uvicorn
     sys.path.insert(0, {path!r})
-    from bench_middleware import build_app
+    from benchmarks.middleware import build_app
     uvicorn.run(build_app({with_middleware}), host="127.0.0.1", port={port},
                 log_level="warning", access_log=False)
     """
@@ -160,7 +162,7 @@ def _client_requests(port: int, count: int) -> None:
 
 
 def run_uvicorn(requests: int, rounds: int) -> dict[str, list[float]]:
-    here = os.path.dirname(os.path.abspath(__file__))
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the checkout
     results: dict[str, list[float]] = {"without": [], "with": []}
     children = {}
     try:
@@ -192,13 +194,41 @@ def run_uvicorn(requests: int, rounds: int) -> dict[str, list[float]]:
     return results
 
 
-def report(mode: str, results: dict[str, list[float]], requests: int) -> None:
+def summarise(results: dict[str, list[float]]) -> dict[str, Any]:
     without = statistics.median(results["without"])
     with_mw = statistics.median(results["with"])
+    return {
+        "without_us": without * 1e6,
+        "with_us": with_mw * 1e6,
+        "added_us": (with_mw - without) * 1e6,
+        "ratio": with_mw / without,
+        "without_us_rounds": [value * 1e6 for value in results["without"]],
+        "with_us_rounds": [value * 1e6 for value in results["with"]],
+    }
+
+
+def measure(
+    requests: int, uvicorn_requests: int, rounds: int, log: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """Both modes (uvicorn's skipped when ``uvicorn_requests`` is 0), summarised."""
+    measured: dict[str, Any] = {"asgi": summarise(asyncio.run(run_asgi(requests, rounds)))}
+    measured["asgi"]["requests"] = requests
+    log(f"  asgi: {measured['asgi']['added_us']:+.2f} us per request")
+    if uvicorn_requests:
+        measured["uvicorn"] = summarise(run_uvicorn(uvicorn_requests, rounds))
+        measured["uvicorn"]["requests"] = uvicorn_requests
+        log(f"  uvicorn: {measured['uvicorn']['added_us']:+.2f} us per request")
+    measured["rounds"] = rounds
+    return measured
+
+
+def report(mode: str, results: dict[str, list[float]], requests: int) -> None:
+    summary = summarise(results)
     print(f"mode={mode} requests/round={requests} rounds={len(results['with'])}")
-    print(f"  without AgentMiddleware: {without * 1e6:8.2f} us CPU/request (median)")
-    print(f"  with AgentMiddleware:    {with_mw * 1e6:8.2f} us CPU/request (median)")
-    print(f"  ratio: {with_mw / without:.4f} ({(with_mw / without - 1) * 100:+.2f}%)")
+    print(f"  without AgentMiddleware: {summary['without_us']:8.2f} us CPU/request (median)")
+    print(f"  with AgentMiddleware:    {summary['with_us']:8.2f} us CPU/request (median)")
+    ratio = summary["ratio"]
+    print(f"  ratio: {ratio:.4f} ({(ratio - 1) * 100:+.2f}%)")
     spread = {k: f"{min(v) * 1e6:.2f}..{max(v) * 1e6:.2f}" for k, v in results.items()}
     print(f"  per-round range (us): {spread}")
 

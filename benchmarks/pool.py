@@ -20,9 +20,10 @@ the time per cycle, in microseconds, and its ratio to the smallest size of the s
 * ``reaper wake, nothing due``: what the idle reaper asks on waking (``expire``, then
   ``next_deadline``) with ``idle`` sockets kept, freed in turn with one keep-alive time.
 
-    .venv/bin/python benchmarks/bench_pool.py [--rounds 7] [--seconds 0.2] [--only idle]
+    python -m benchmarks --only pool                   # as part of the benchmark page
+    python -m benchmarks.pool [--rounds 7] [--seconds 0.2] [--only idle]
 
-Not a test: run it by hand. Absolute times on shared machines are noise; read the ratios.
+Not a test. Absolute times on shared machines are noise; read the ratios.
 """
 
 from __future__ import annotations
@@ -31,13 +32,10 @@ import argparse
 import gc
 import math
 import statistics
-import sys
 import time
 from collections import deque
 from collections.abc import Callable
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not an install
+from typing import Any
 
 from starlette_agent._pool import Pool, Reservation, Waiter
 
@@ -208,6 +206,40 @@ SCENARIOS: list[tuple[str, str, list[int], Callable[[int], Cycle]]] = [
 ]
 
 
+def measure(
+    rounds: int, seconds: float, only: str = "", log: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """Every scenario's median time per cycle at each size, and its ratio to the smallest."""
+    scenarios = []
+    for name, unit, sizes, build in SCENARIOS:
+        if only not in name:
+            continue
+        cycles = [build(size) for size in sizes]
+        calls = [calibrate(cycle, seconds) for cycle in cycles]
+        samples: list[list[float]] = [[] for _ in sizes]
+        for _ in range(rounds):  # sizes take turns, so drift on the machine hits all alike
+            for index, cycle in enumerate(cycles):
+                samples[index].append(time_per_cycle(cycle, calls[index]) * 1e6)
+        medians = [statistics.median(times) for times in samples]
+        scenarios.append(
+            {
+                "name": name,
+                "unit": unit,
+                "sizes": sizes,
+                "us": medians,
+                "ratios": [median / medians[0] for median in medians],
+                "us_rounds": samples,
+            }
+        )
+        log(
+            f"  {name}: "
+            + ", ".join(
+                f"{size:,} {unit} {us:.2f} us" for size, us in zip(sizes, medians, strict=True)
+            )
+        )
+    return {"scenarios": scenarios}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=7)
@@ -216,20 +248,14 @@ def main() -> None:
     args = parser.parse_args()
     print(f"median of {args.rounds} rounds, us per cycle (ratio to the smallest size)")
     print(f"{'scenario':28s} {'size':>14s} {'us':>9s} {'ratio':>7s}")
-    for name, unit, sizes, build in SCENARIOS:
-        if args.only not in name:
-            continue
-        cycles = [build(size) for size in sizes]
-        calls = [calibrate(cycle, args.seconds) for cycle in cycles]
-        samples: list[list[float]] = [[] for _ in sizes]
-        for _ in range(args.rounds):  # sizes take turns, so drift on the machine hits all alike
-            for index, cycle in enumerate(cycles):
-                samples[index].append(time_per_cycle(cycle, calls[index]))
-        medians = [statistics.median(times) for times in samples]
-        for size, median in zip(sizes, medians, strict=True):
-            label = f"{size:,} {unit}"
-            ratio = median / medians[0]
-            print(f"{name:28s} {label:>14s} {median * 1e6:9.2f} {ratio:6.2f}x", flush=True)
+    for scenario in measure(args.rounds, args.seconds, args.only, log=lambda line: None)[
+        "scenarios"
+    ]:
+        for size, us, ratio in zip(
+            scenario["sizes"], scenario["us"], scenario["ratios"], strict=True
+        ):
+            label = f"{size:,} {scenario['unit']}"
+            print(f"{scenario['name']:28s} {label:>14s} {us:9.2f} {ratio:6.2f}x", flush=True)
 
 
 if __name__ == "__main__":
