@@ -14,6 +14,7 @@ from servers import TLSFiles, UvicornServer
 
 from starlette_agent import (
     Agent,
+    BlockedAddress,
     RedirectError,
     Request,
     Response,
@@ -206,6 +207,16 @@ async def test_https_to_http_is_refused_unless_allowed(
     ) as agent:
         assert (await agent.get(url)).status == 200
     assert server.stats.requests == 1
+
+
+async def test_each_hop_passes_the_address_guard(server: UvicornServer) -> None:
+    async with Agent(
+        follow_redirects=True, block_private_networks=True, allowed_networks=["127.0.0.1/32"]
+    ) as agent:
+        with pytest.raises(BlockedAddress, match="::1 is loopback"):
+            await agent.get(redirect(server, 302, f"http://[::1]:{server.port}/echo"))
+        assert_settled(agent)
+    assert server.stats.request_lines == ["GET /redirect/302"]
 
 
 async def test_http_to_https_is_followed(
