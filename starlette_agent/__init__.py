@@ -1,6 +1,7 @@
 """Node-style HTTP agents for Starlette and FastAPI: per-origin keep-alive socket pools."""
 
 from ._agent import Agent
+from ._arguments import RequestArgs, RequestParts
 from ._connection import Timeouts
 from ._dependency import agent_dependency, get_agent
 from ._errors import (
@@ -10,16 +11,20 @@ from ._errors import (
     BlockedAddress,
     ConnectError,
     ConnectTimeout,
+    DecodingError,
+    HTTPStatusError,
     InvalidOption,
     InvalidOptionType,
     InvalidRequest,
     PoolTimeout,
     ProxyError,
     ReadTimeout,
+    RedirectError,
     RemoteProtocolError,
     RequestBodyError,
     ResponseTooLarge,
     StreamClosed,
+    TooManyRedirects,
     WriteTimeout,
 )
 from ._global import global_agent, request
@@ -31,9 +36,8 @@ from ._settings import AgentSettings
 from ._setup_errors import AgentNotConfigured, AgentSettingsError, UnknownAgentName
 from ._stats import AgentStats, Counters, OriginStats
 from ._urls import Origin
+from ._version import __version__
 from .middleware import AgentMiddleware
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Agent",
@@ -53,6 +57,8 @@ __all__ = [
     "ConnectTimeout",
     "Connector",
     "Counters",
+    "DecodingError",
+    "HTTPStatusError",
     "InvalidOption",
     "InvalidOptionType",
     "InvalidRequest",
@@ -61,14 +67,18 @@ __all__ = [
     "PoolTimeout",
     "ProxyError",
     "ReadTimeout",
+    "RedirectError",
     "RemoteProtocolError",
     "Request",
+    "RequestArgs",
     "RequestBodyError",
+    "RequestParts",
     "Response",
     "ResponseTooLarge",
     "Scheduling",
     "StreamClosed",
     "Timeouts",
+    "TooManyRedirects",
     "UnknownAgentName",
     "WriteTimeout",
     "__version__",

@@ -11,24 +11,29 @@ from __future__ import annotations
 import logging
 import math
 import ssl
+import time
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from types import TracebackType
-from typing import Any, Unpack
+from typing import Unpack
 
 import anyio
 from starlette.datastructures import Headers
 
 from ._address_guard import AddressGuard
+from ._arguments import RequestArgs, RequestParts, split_arguments
 from ._connect import open_connection
 from ._connection import Connection, ConnectionLostBeforeResponse, Timeouts
+from ._defaults import build_request
 from ._errors import AgentClosed, AgentError, PoolTimeout, RemoteProtocolError
 from ._eventloop import current_loop, spawn_background
 from ._keepalive import keep_alive_seconds
 from ._options import AgentOptionArgs, AgentOptions, resolve_options
 from ._pool import Pool, PoolClosedError, Reservation, Waiter
-from ._request import ContentTypes, HeaderTypes, Request
+from ._redirects import send as send_following
+from ._request import Request
 from ._response import Response
 from ._routes import Routes
 from ._stats import AgentStats, Counters
@@ -126,32 +131,23 @@ class Agent:
             self._pool.origin_counts(), self._counters, closed=self._pool.closed
         )
 
-    def build_request(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: HeaderTypes | None = None,
-        content: ContentTypes | None = None,
-        json: Any = None,
-        timeout: float | Timeouts | None = None,
-        ssl_context: ssl.SSLContext | None = None,
-    ) -> Request:
-        """A validated ``Request`` for ``dispatch``, or ``InvalidRequest`` naming what was wrong.
+    def build_request(self, method: str, url: str, **parts: Unpack[RequestParts]) -> Request:
+        """A validated ``Request`` for ``dispatch``, made the agent's way, or ``InvalidRequest``
+        naming what was wrong (``InvalidOption`` for a bad ``timeout``; ``InvalidOptionType``,
+        also a ``TypeError``, for an unknown argument, naming the one meant).
 
-        Nothing is sent and no socket is touched. ``timeout`` (seconds, or a ``Timeouts`` per
-        phase) replaces the agent's connect, read, write, pool and headers timeouts for this
-        request; None keeps them. ``ssl_context`` replaces the agent's for an https URL.
+        Nothing is sent and no socket is touched. A relative ``url`` is resolved against the
+        agent's ``base_url``; ``params`` are added to its query. The agent's default
+        ``headers`` go under the request's own, with ``User-Agent: starlette-agent/<version>``
+        and, when ``decompress`` is on, ``Accept-Encoding``, unless they are set. The body is
+        one of ``content`` (bytes, str, or an async iterable sent chunked), ``json`` and
+        ``data`` (a form). ``auth=(user, password)`` sends Basic credentials; an
+        ``Authorization`` header of the request's own wins over it, and it over the URL's
+        ``user:password@``. ``timeout`` (seconds, or a ``Timeouts`` per phase) replaces the
+        agent's connect, read, write, pool and headers timeouts for this request; None keeps
+        them. ``ssl_context`` replaces the agent's for an https URL.
         """
-        return Request(
-            method,
-            url,
-            headers=headers,
-            content=content,
-            json=json,
-            timeout=timeout,
-            ssl_context=ssl_context,
-        )
+        return build_request(self.config, method, url, parts)
 
     async def dispatch(self, request: Request) -> Response:
         """Send ``request`` and return its response once the head has arrived, body unread.
@@ -186,33 +182,14 @@ class Agent:
                 raise self._closed_error(request.origin) from exc
             raise
 
-    async def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: HeaderTypes | None = None,
-        content: ContentTypes | None = None,
-        json: Any = None,
-        timeout: float | Timeouts | None = None,
-        ssl_context: ssl.SSLContext | None = None,
-    ) -> Response:
+    async def request(self, method: str, url: str, **arguments: Unpack[RequestArgs]) -> Response:
         """Send a request and read its whole response; the socket is back in the pool on return.
 
-        ``build_request()`` then ``dispatch()`` then ``aread()``. ``timeout`` replaces the
-        connect, read, write, pool and headers timeouts for this request; None keeps the
-        agent's own (see ``build_request``).
+        ``build_request()`` then ``dispatch()`` then ``aread()``; with ``follow_redirects``
+        (None: the agent's own), each redirect is dispatched in turn and the earlier responses
+        are in ``response.history``. The arguments are ``build_request``'s.
         """
-        request = self.build_request(
-            method,
-            url,
-            headers=headers,
-            content=content,
-            json=json,
-            timeout=timeout,
-            ssl_context=ssl_context,
-        )
-        response = await self.dispatch(request)
+        response = await self._send_with_redirects(method, url, arguments)
         try:
             await response.aread()
         except BaseException:
@@ -220,60 +197,59 @@ class Agent:
             raise
         return response
 
-    async def get(self, url: str, **kwargs: Any) -> Response:
-        return await self.request("GET", url, **kwargs)
+    async def get(self, url: str, **arguments: Unpack[RequestArgs]) -> Response:
+        """``request("GET", url, ...)``."""
+        return await self.request("GET", url, **arguments)
 
-    async def head(self, url: str, **kwargs: Any) -> Response:
-        return await self.request("HEAD", url, **kwargs)
+    async def head(self, url: str, **arguments: Unpack[RequestArgs]) -> Response:
+        """``request("HEAD", url, ...)``."""
+        return await self.request("HEAD", url, **arguments)
 
-    async def options(self, url: str, **kwargs: Any) -> Response:
-        return await self.request("OPTIONS", url, **kwargs)
+    async def options(self, url: str, **arguments: Unpack[RequestArgs]) -> Response:
+        """``request("OPTIONS", url, ...)``."""
+        return await self.request("OPTIONS", url, **arguments)
 
-    async def post(self, url: str, **kwargs: Any) -> Response:
-        return await self.request("POST", url, **kwargs)
+    async def post(self, url: str, **arguments: Unpack[RequestArgs]) -> Response:
+        """``request("POST", url, ...)``."""
+        return await self.request("POST", url, **arguments)
 
-    async def put(self, url: str, **kwargs: Any) -> Response:
-        return await self.request("PUT", url, **kwargs)
+    async def put(self, url: str, **arguments: Unpack[RequestArgs]) -> Response:
+        """``request("PUT", url, ...)``."""
+        return await self.request("PUT", url, **arguments)
 
-    async def patch(self, url: str, **kwargs: Any) -> Response:
-        return await self.request("PATCH", url, **kwargs)
+    async def patch(self, url: str, **arguments: Unpack[RequestArgs]) -> Response:
+        """``request("PATCH", url, ...)``."""
+        return await self.request("PATCH", url, **arguments)
 
-    async def delete(self, url: str, **kwargs: Any) -> Response:
-        return await self.request("DELETE", url, **kwargs)
+    async def delete(self, url: str, **arguments: Unpack[RequestArgs]) -> Response:
+        """``request("DELETE", url, ...)``."""
+        return await self.request("DELETE", url, **arguments)
 
     @asynccontextmanager
     async def stream(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: HeaderTypes | None = None,
-        content: ContentTypes | None = None,
-        json: Any = None,
-        timeout: float | Timeouts | None = None,
-        ssl_context: ssl.SSLContext | None = None,
+        self, method: str, url: str, **arguments: Unpack[RequestArgs]
     ) -> AsyncIterator[Response]:
-        """Send a request and yield its response before the body is read: ``dispatch()``,
-        then the block, then ``aclose()``.
+        """Send a request and yield its response before the body is read: ``dispatch()``
+        (once per redirect followed), then the block, then ``aclose()``.
 
-        Read the body with ``aiter_bytes()`` or ``aread()``. Leaving the block before the end
-        of the body closes that socket (it cannot carry another request mid-body); a fully
-        read body returns the socket to the pool.
+        Read the body with ``aiter_bytes()``, ``aiter_text()``, ``aiter_lines()``, ``aread()``
+        or, as sent, ``aiter_raw()``. Leaving the block before the end of the body closes that
+        socket (it cannot carry another request mid-body); a fully read body returns the socket
+        to the pool. The arguments are ``request()``'s.
         """
-        request = self.build_request(
-            method,
-            url,
-            headers=headers,
-            content=content,
-            json=json,
-            timeout=timeout,
-            ssl_context=ssl_context,
-        )
-        response = await self.dispatch(request)
+        response = await self._send_with_redirects(method, url, arguments)
         try:
             yield response
         finally:
             await response.aclose()
+
+    async def _send_with_redirects(self, method: str, url: str, arguments: RequestArgs) -> Response:
+        """The response to ``request()``'s arguments, redirects followed as asked, body unread."""
+        parts, follow = split_arguments(arguments)
+        request = self.build_request(method, url, **parts)
+        if follow is None:
+            follow = self.config.follow_redirects
+        return await send_following(self, request, follow_redirects=follow)
 
     async def wait_idle(self) -> None:
         """Return once no request is in flight or queued on this agent; at once if none is.
@@ -321,6 +297,7 @@ class Agent:
             )
 
     async def _send_pooled(self, request: Request, timeouts: Timeouts) -> Response:
+        started = time.perf_counter()
         key = self._routes.key(request.origin, request.ssl_context)
         fresh = False
         while True:
@@ -355,6 +332,9 @@ class Agent:
                 reused_socket=reused,
                 body=body,
                 max_size=self.config.max_response_size,
+                request=request,
+                elapsed=timedelta(seconds=time.perf_counter() - started),
+                decompress=self.config.decompress,
             )
 
     def _lost_before_response(

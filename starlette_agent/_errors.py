@@ -9,6 +9,12 @@ message.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._request import Request
+    from ._response import Response
+
 __all__ = [
     "AgentClosed",
     "AgentError",
@@ -16,16 +22,20 @@ __all__ = [
     "BlockedAddress",
     "ConnectError",
     "ConnectTimeout",
+    "DecodingError",
+    "HTTPStatusError",
     "InvalidOption",
     "InvalidOptionType",
     "InvalidRequest",
     "PoolTimeout",
     "ProxyError",
     "ReadTimeout",
+    "RedirectError",
     "RemoteProtocolError",
     "RequestBodyError",
     "ResponseTooLarge",
     "StreamClosed",
+    "TooManyRedirects",
     "WriteTimeout",
 ]
 
@@ -117,7 +127,37 @@ class RemoteProtocolError(AgentError):
 
 
 class ResponseTooLarge(AgentError):
-    """A buffered response body grew past ``max_response_size``."""
+    """A buffered response body grew past ``max_response_size``: as received, or once decoded
+    (so a small compressed body that would expand past it is stopped as it expands)."""
+
+
+class DecodingError(AgentError):
+    """A response body could not be decoded as its ``Content-Encoding`` says (corrupt or cut
+    short gzip, deflate, br or zstd data)."""
+
+
+class HTTPStatusError(AgentError):
+    """``raise_for_status()`` met a 4xx or 5xx response. ``response`` is that response (its
+    body read when it came from ``request()``), ``request`` the request that got it."""
+
+    def __init__(self, message: str, *, request: Request | None, response: Response) -> None:
+        super().__init__(message, origin=None if request is None else str(request.origin))
+        self.request = request
+        self.response = response
+
+
+class RedirectError(AgentError):
+    """A redirect could not be followed: its ``Location`` is missing a usable URL, it leaves
+    https for http (``allow_https_downgrade`` is off), or it asks to send again a body that was
+    a one-shot stream. ``response`` is the redirect response, its socket already released."""
+
+    def __init__(self, message: str, *, response: Response, origin: str | None = None) -> None:
+        super().__init__(message, origin=origin)
+        self.response = response
+
+
+class TooManyRedirects(RedirectError):
+    """More redirects than ``max_redirects`` in a row: a loop, or a chain too long to follow."""
 
 
 class StreamClosed(AgentError):

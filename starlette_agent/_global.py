@@ -9,9 +9,10 @@ and is forgotten, so a process that runs many loops one after another keeps none
 from __future__ import annotations
 
 import weakref
-from typing import Any, Literal
+from typing import Literal, Unpack
 
 from ._agent import Agent
+from ._arguments import RequestArgs
 from ._errors import AgentError, InvalidOptionType
 from ._eventloop import current_loop
 from ._response import Response
@@ -36,16 +37,21 @@ def global_agent() -> Agent:
 
 
 async def request(
-    method: str, url: str, *, agent: Agent | Literal[False] | None = None, **kwargs: Any
+    method: str,
+    url: str,
+    *,
+    agent: Agent | Literal[False] | None = None,
+    **arguments: Unpack[RequestArgs],
 ) -> Response:
-    """Send one request. ``agent=None``: the global agent; ``agent=False``: a one-shot socket,
-    sent with ``Connection: close`` and closed after the response; or an ``Agent`` of yours.
+    """Send one request and read its response. ``agent=None``: the global agent;
+    ``agent=False``: a one-shot socket, sent with ``Connection: close`` and closed after the
+    response; or an ``Agent`` of yours. The arguments are ``Agent.request``'s.
     """
     if agent is None:
-        return await global_agent().request(method, url, **kwargs)
+        return await global_agent().request(method, url, **arguments)
     if agent is False:
         async with Agent(keep_alive=False) as one_shot:
-            return await one_shot.request(method, url, **kwargs)
+            return await one_shot.request(method, url, **arguments)
     if not isinstance(agent, Agent):
         raise InvalidOptionType(f"agent must be an Agent, None or False, got {agent!r}")
-    return await agent.request(method, url, **kwargs)
+    return await agent.request(method, url, **arguments)

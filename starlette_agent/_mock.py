@@ -26,7 +26,7 @@ from ._options import AgentOptionArgs, AgentOptions, resolve_options
 from ._request import Request, buffered
 from ._response import Response
 from ._simulated import Answer, AppAnswer, Failure, Reply, answering, connect_simulated
-from ._urls import Origin, parse_url
+from ._urls import Origin, parse_url, redact_url
 
 
 class UnmatchedRequest(AgentError):
@@ -146,7 +146,7 @@ class Interceptor:
             self._remaining -= 1
         if self._answer is None:
             raise UnmatchedRequest(
-                f"{self!r} matched {recorded.method} {recorded.url} but has no reply; "
+                f"{self!r} matched {recorded.method} {redact_url(recorded.url)} but has no reply; "
                 "call .reply(...) or .reply_with_error(...) on it"
             )
         return self._answer
@@ -292,6 +292,7 @@ class MockAgent(Agent):
         expected += [f"<Mount {origin}>" for origin in self.mounts]
         listed = "\n  ".join(expected) if expected else "(nothing: no interceptors or mounts)"
         return (
-            f"MockAgent has no answer for {request.method} {request.url} and network access is "
+            f"MockAgent has no answer for {request.method} {redact_url(request.url)} and network "
+            "access is "
             f"off (MockAgent(allow_network=True) allows it). Expected:\n  {listed}"
         )

@@ -14,6 +14,7 @@ in code or in variables, but an error that meets one names the option to use ins
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -82,6 +83,19 @@ def parse_cidr_list(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
+def parse_json_headers(raw: str) -> Any:
+    """``{"X-Api-Version": "2"}`` -> that mapping; empty means none."""
+    if not raw.strip():
+        return ()
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise ValueError('must be a JSON object of header names to values, {"X-Name": "value"}')
+    return value
+
+
 def or_none(parse: Parser) -> Parser:
     """``parse``, with ``none``, ``null`` or an empty value meaning None."""
 
@@ -124,6 +138,12 @@ OPTION_TABLE: dict[str, EnvOption] = {
         EnvOption("proxy", or_none(parse_text)),
         EnvOption("trust_env", parse_bool),
         EnvOption("http_parser", parse_text),
+        EnvOption("base_url", or_none(parse_text)),
+        EnvOption("headers", parse_json_headers),
+        EnvOption("decompress", parse_bool),
+        EnvOption("follow_redirects", parse_bool),
+        EnvOption("max_redirects", parse_int),
+        EnvOption("allow_https_downgrade", parse_bool),
     )
 }
 

@@ -14,17 +14,23 @@ from __future__ import annotations
 import ipaddress
 import math
 import ssl
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypedDict, Unpack
 
 from anyio.abc import ByteStream
 
 from ._address_guard import parse_networks
-from ._errors import InvalidOption, InvalidOptionType
+from ._errors import InvalidOption, InvalidOptionType, InvalidRequest
 from ._option_table import explain_unknown_option
 from ._proxy import parse_proxy
-from ._urls import Origin
+from ._request import validate_headers
+from ._urls import Origin, parse_url, redact_url
+
+#: Headers whose values repr never shows.
+SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+#: Framing headers: the agent sets them per request, so they are no default.
+REFUSED_DEFAULT_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"upgrade"})
 
 if TYPE_CHECKING:
     from starlette.config import Config
@@ -45,6 +51,8 @@ HttpParser: TypeAlias = Literal["auto", "h11", "httptools"]
 #: Opens a connection to an origin instead of the agent's own TCP/TLS dialling.
 Connector: TypeAlias = Callable[[Origin], Awaitable[ByteStream]]
 Networks: TypeAlias = Sequence[str | ipaddress.IPv4Network | ipaddress.IPv6Network]
+#: Default headers: a mapping, or (name, value) pairs; normalised to a tuple of str pairs.
+DefaultHeaders: TypeAlias = Mapping[str, str] | Sequence[tuple[str, str]]
 
 SCHEDULING_CHOICES: tuple[str, ...] = ("lifo", "fifo")
 HTTP_PARSER_CHOICES: tuple[str, ...] = ("auto", "h11", "httptools")
@@ -86,6 +94,13 @@ class AgentOptions:
     proxy: str | None = None  # an http:// proxy URL, credentials allowed (never shown)
     trust_env: bool = False  # read http_proxy, https_proxy, all_proxy and no_proxy
     http_parser: HttpParser = "auto"  # "auto": httptools (llhttp, Node's parser) if installed
+    # What build_request() adds to each request, and what request() and stream() do with it.
+    base_url: str | None = None  # relative request URLs are resolved against it
+    headers: DefaultHeaders = ()  # merged under each request's own headers
+    decompress: bool = True  # send Accept-Encoding, decode gzip, deflate, br, zstd bodies
+    follow_redirects: bool = False  # request() and stream() follow 301, 302, 303, 307, 308
+    max_redirects: int = 20
+    allow_https_downgrade: bool = False  # follow a redirect from https to http
 
     def __new__(cls, *args: Any, **options: Any) -> AgentOptions:
         # The generated __init__ keeps its typed signature for type checkers; __new__ sees the
@@ -194,11 +209,22 @@ class AgentOptionArgs(TypedDict, total=False):
     proxy: str | None
     trust_env: bool
     http_parser: HttpParser
+    base_url: str | None
+    headers: DefaultHeaders
+    decompress: bool
+    follow_redirects: bool
+    max_redirects: int
+    allow_https_downgrade: bool
 
 
 def _shown(name: str, value: Any) -> Any:
-    """An option's value as repr shows it: a proxy URL without its credentials."""
-    return str(parse_proxy(value)) if name == "proxy" and value is not None else value
+    """An option's value as repr shows it: a proxy URL without its credentials, default
+    headers without the values of credential headers."""
+    if name == "proxy" and value is not None:
+        return str(parse_proxy(value))
+    if name == "headers":
+        return tuple((n, "[secure]" if n.lower() in SECRET_HEADERS else v) for n, v in value)
+    return value
 
 
 def resolve_options(options: object, changes: AgentOptionArgs) -> AgentOptions:
@@ -324,6 +350,48 @@ def httptools_available() -> bool:
     return True
 
 
+def _check_base_url(name: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidOptionType(f"{name} must be an http:// or https:// URL or None, got {value!r}")
+    try:
+        parsed = parse_url(value)
+    except InvalidRequest as exc:
+        raise InvalidOption(f"{name}: {exc}") from None
+    problem = None
+    if parsed.authorization is not None:
+        problem = "credentials (pass auth=(user, password) per request, or default headers)"
+    elif "?" in value or "#" in value:
+        problem = "a query or a fragment (pass params= per request)"
+    if problem is not None:
+        raise InvalidOption(f"{name} cannot hold {problem}, got {redact_url(value)!r}")
+    return value
+
+
+def _check_headers(name: str, value: Any) -> tuple[tuple[str, str], ...]:
+    # Any mapping or pairs from code (a JSON object from AGENT_HEADERS); kept as a tuple of str
+    # pairs in order, so options stay hashable and compare by value.
+    if value is None:
+        return ()
+    if isinstance(value, str | bytes) or not isinstance(value, Mapping | Iterable):
+        raise InvalidOptionType(
+            f"{name} must be a mapping of header names to values, or (name, value) pairs; "
+            f"got {value!r}"
+        )
+    try:
+        checked = validate_headers(value)
+    except InvalidRequest as exc:
+        raise InvalidOption(f"{name}: {exc}") from None
+    for raw_name, _ in checked:
+        if raw_name.lower() in REFUSED_DEFAULT_HEADERS:
+            raise InvalidOption(
+                f"{name} cannot set {raw_name.decode()!r}: the agent frames each request itself"
+            )
+    normalised = tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in checked)
+    return normalised if normalised != value else value
+
+
 def _check_connector(name: str, value: Any) -> Any:
     if value is not None and not callable(value):
         raise InvalidOptionType(f"{name} must be an async callable or None, got {value!r}")
@@ -353,6 +421,12 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "proxy": _check_proxy,
     "trust_env": _check_bool,
     "http_parser": _check_http_parser,
+    "base_url": _check_base_url,
+    "headers": _check_headers,
+    "decompress": _check_bool,
+    "follow_redirects": _check_bool,
+    "max_redirects": _count(minimum=0, optional=False),
+    "allow_https_downgrade": _check_bool,
 }
 
 #: The defaults, validated once at import; ``Agent()`` and the registry share them.

@@ -12,19 +12,26 @@ import re
 import ssl
 from collections.abc import AsyncIterable, Iterable, Mapping
 from functools import lru_cache
-from typing import Any, TypeAlias
+from typing import Any, Unpack
 
 import h11
 from starlette.datastructures import Headers
 
-from ._connection import Timeouts
-from ._errors import InvalidRequest
-from ._urls import Origin, parse_url
-
-HeaderTypes: TypeAlias = (
-    Mapping[str, str] | Mapping[bytes, bytes] | Iterable[tuple[str | bytes, str | bytes]]
+from ._arguments import (
+    ContentTypes,
+    FormTypes,
+    HeaderTypes,
+    RequestParts,
+    basic_authorization,
+    check_arguments,
+    encode_form,
+    with_params,
 )
-ContentTypes: TypeAlias = bytes | bytearray | memoryview | str | AsyncIterable[bytes]
+from ._connection import Timeouts
+from ._errors import InvalidOption, InvalidOptionType, InvalidRequest
+from ._urls import Origin, parse_url, redact_url
+
+__all__ = ["ContentTypes", "HeaderTypes", "Request", "buffered", "validate_headers"]
 
 # RFC 9110 token: method and header names.
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -80,34 +87,43 @@ class Request:
     ssl_context: ssl.SSLContext | None
     """The SSL context for an https URL; None for the agent's."""
 
-    def __init__(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: HeaderTypes | None = None,
-        content: ContentTypes | None = None,
-        json: Any = None,
-        timeout: float | Timeouts | None = None,
-        ssl_context: ssl.SSLContext | None = None,
-    ) -> None:
+    def __init__(self, method: str, url: str, **parts: Unpack[RequestParts]) -> None:
+        check_arguments(parts, sending=False)
         method_bytes = _method(method)
+        url = with_params(url, parts.get("params"))
         parsed = parse_url(url)
-        body = _body(content, json)
+        json = parts.get("json")
+        data = parts.get("data")
+        body = _body(parts.get("content"), json, data)
         if body is None and method_bytes in _METHODS_WITH_BODY:
             body = b""
-        header_list, framing = _framing(_headers(headers), body)
+        header_list, framing = _framing(_headers(parts.get("headers")), body)
         names = {name.lower() for name, _ in header_list}
         extra: list[tuple[bytes, bytes]] = []
         if b"host" not in names:
             extra.append((b"host", parsed.host_header))
-        if parsed.authorization is not None and b"authorization" not in names:
-            extra.append((b"authorization", parsed.authorization))
-        if json is not None and b"content-type" not in names:
-            extra.append((b"content-type", b"application/json"))
+        # One rule for credentials: the most explicit wins. An Authorization header of the
+        # request's own, then auth=, then the URL's user:password@.
+        auth = parts.get("auth")
+        if b"authorization" not in names:
+            if auth is not None:
+                extra.append((b"authorization", basic_authorization(auth)))
+            elif parsed.authorization is not None:
+                extra.append((b"authorization", parsed.authorization))
+        if b"content-type" not in names:
+            if json is not None:
+                extra.append((b"content-type", b"application/json"))
+            elif data is not None:
+                extra.append((b"content-type", b"application/x-www-form-urlencoded"))
         all_headers = extra + header_list + framing
+        ssl_context = parts.get("ssl_context")
         if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
-            raise InvalidRequest(f"ssl_context must be an ssl.SSLContext, got {ssl_context!r}")
+            raise InvalidOptionType(
+                f"ssl_context must be an ssl.SSLContext, got {ssl_context!r}",
+                option="ssl_context",
+            )
+        timeout = parts.get("timeout")
+        timeouts = None if timeout is None else _timeouts(timeout)
         try:
             head = _h11_head(method_bytes, parsed.target, tuple(all_headers))
         except h11.LocalProtocolError as exc:
@@ -118,12 +134,12 @@ class Request:
         self.target = parsed.target
         self.raw_headers = all_headers
         self.body = body
-        self.timeouts = None if timeout is None else _timeouts(timeout)
+        self.timeouts = timeouts
         self.ssl_context = ssl_context
         self._head = head
 
     def __repr__(self) -> str:
-        return f"<Request {self.method} {self.url}>"
+        return f"<Request {self.method} {redact_url(self.url)}>"
 
     @property
     def headers(self) -> Headers:
@@ -156,18 +172,24 @@ async def buffered(request: Request) -> Request:
 
 
 def _timeouts(timeout: object) -> Timeouts:
+    """A request's ``timeout``, checked as an agent's timeouts are: ``InvalidOption`` (or
+    ``InvalidOptionType`` for a wrong type) naming it, before anything is sent."""
+    expected = "a number of seconds > 0, a Timeouts, or None for the agent's timeouts"
     if isinstance(timeout, Timeouts):
+        for phase in Timeouts.__dataclass_fields__:
+            seconds = getattr(timeout, phase)
+            if seconds is not None:
+                _seconds(seconds, f"Timeouts.{phase}", "a number of seconds > 0 or None")
         return timeout
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, int | float)
-        or not 0 < timeout < math.inf
-    ):
-        raise InvalidRequest(
-            "timeout must be a number of seconds > 0, a Timeouts, or None for the agent's "
-            f"timeouts; got {timeout!r}"
-        )
-    return Timeouts.all(timeout)
+    _seconds(timeout, "timeout", expected)
+    return Timeouts.all(timeout)  # type: ignore[arg-type]
+
+
+def _seconds(value: object, name: str, expected: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidOptionType(f"{name} must be {expected}; got {value!r}", option="timeout")
+    if not 0 < value < math.inf:  # also refuses nan
+        raise InvalidOption(f"{name} must be {expected}; got {value!r}", option="timeout")
 
 
 @lru_cache(maxsize=256)
@@ -196,6 +218,12 @@ def _method(method: str) -> bytes:
     return encoded
 
 
+def validate_headers(headers: HeaderTypes | None) -> list[tuple[bytes, bytes]]:
+    """``headers`` as validated (name, value) byte pairs, or ``InvalidRequest`` naming the bad
+    one: names are tokens, values have no control characters but tab, both fit in Latin-1."""
+    return _headers(headers)
+
+
 def _headers(headers: HeaderTypes | None) -> list[tuple[bytes, bytes]]:
     if headers is None:
         return []
@@ -212,18 +240,32 @@ def _headers(headers: HeaderTypes | None) -> list[tuple[bytes, bytes]]:
             name, value = item
         except (TypeError, ValueError):
             raise InvalidRequest(f"header {item!r} is not a (name, value) pair") from None
-        raw_name = _encode_header_part(name, "name", name)
-        raw_value = _encode_header_part(value, "value", name)
-        if not _TOKEN.fullmatch(raw_name):
-            raise InvalidRequest(f"header name {name!r} is not a valid HTTP token")
-        control = _CONTROL_IN_VALUE.search(raw_value)
-        if control:
-            raise InvalidRequest(
-                f"header {name!r} value contains the control character {control.group()!r}; "
-                "only horizontal tab is allowed"
-            )
-        result.append((raw_name, raw_value.strip(b" \t")))
+        try:
+            result.append(_known_header(name, value))
+        except TypeError:  # unhashable, so neither str, bytes nor int: refused below
+            result.append(_header(name, value))
     return result
+
+
+@lru_cache(maxsize=1024, typed=True)
+def _known_header(name: object, value: object) -> tuple[bytes, bytes]:
+    # A service sends the same few headers (its User-Agent, Accept-Encoding, a token) with
+    # every request: each distinct one is checked once.
+    return _header(name, value)
+
+
+def _header(name: object, value: object) -> tuple[bytes, bytes]:
+    raw_name = _encode_header_part(name, "name", name)
+    raw_value = _encode_header_part(value, "value", name)
+    if not _TOKEN.fullmatch(raw_name):
+        raise InvalidRequest(f"header name {name!r} is not a valid HTTP token")
+    control = _CONTROL_IN_VALUE.search(raw_value)
+    if control:
+        raise InvalidRequest(
+            f"header {name!r} value contains the control character {control.group()!r}; "
+            "only horizontal tab is allowed"
+        )
+    return raw_name, raw_value.strip(b" \t")
 
 
 def _encode_header_part(part: object, what: str, name: object) -> bytes:
@@ -304,9 +346,15 @@ def _content_length(text: str) -> int:
     return int(text)
 
 
-def _body(content: ContentTypes | None, json: Any) -> bytes | AsyncIterable[bytes] | None:
-    if content is not None and json is not None:
-        raise InvalidRequest("pass either content or json, not both")
+def _body(
+    content: ContentTypes | None, json: Any, data: FormTypes | None
+) -> bytes | AsyncIterable[bytes] | None:
+    values = {"content": content, "json": json, "data": data}
+    given = [name for name, value in values.items() if value is not None]
+    if len(given) > 1:
+        raise InvalidRequest(f"pass one of content, json and data, not {' and '.join(given)}")
+    if data is not None:
+        return encode_form(data)
     if json is not None:
         try:
             return jsonlib.dumps(json, separators=(",", ":"), allow_nan=False).encode()

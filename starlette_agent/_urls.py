@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import re
 from dataclasses import dataclass
 from functools import lru_cache
-from urllib.parse import SplitResult, unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 from ._errors import InvalidRequest
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
 
 # Never allowed anywhere in a URL we send: space and control characters end or split the request
 # line, and parsers disagree on the rest (browsers strip some, others keep them).
@@ -78,29 +80,73 @@ def _parse_url(url: str) -> ParsedURL:
     # Cached: services call the same few URLs over and over, and parsing is pure.
     if not url:
         raise InvalidRequest("URL is empty")
+    shown = redact_url(url)  # messages name the URL, never its password
     bad = _FORBIDDEN_URL_CHARACTERS.intersection(url)
     if bad:
         names = ", ".join(sorted(repr(c) for c in bad))
-        raise InvalidRequest(f"URL {url!r} contains forbidden characters ({names})")
+        raise InvalidRequest(f"URL {shown!r} contains forbidden characters ({names})")
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise InvalidRequest(f"invalid URL {url!r}: {exc}") from exc
-    _check_authority(parts.netloc, url)
+        raise InvalidRequest(f"invalid URL {shown!r}: {exc}") from exc
+    _check_authority(parts.netloc, shown)
     scheme = parts.scheme.lower()
     if not scheme:
-        raise InvalidRequest(f"URL {url!r} has no scheme; use http:// or https://")
+        raise InvalidRequest(
+            f"URL {shown!r} has no scheme; use http:// or https://, or give the agent a "
+            "base_url for relative URLs"
+        )
     if scheme not in DEFAULT_PORTS:
         raise InvalidRequest(
-            f"unsupported URL scheme {parts.scheme!r} in {url!r}; use http:// or https://"
+            f"unsupported URL scheme {parts.scheme!r} in {shown!r}; use http:// or https://"
         )
-    host = _normalise_host(parts, url)
+    host = _normalise_host(parts, shown)
     if port == 0:
-        raise InvalidRequest(f"URL {url!r} has port 0")
+        raise InvalidRequest(f"URL {shown!r} has port 0")
     origin = Origin(scheme, host, port if port is not None else DEFAULT_PORTS[scheme])
-    target = _request_target(parts, url)
+    target = _request_target(parts, shown)
     return ParsedURL(origin, target, _basic_authorization(parts), origin.host_header)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password of its ``user:password@`` shown as ``[secure]`` (as httpx
+    shows it), for messages, logs and ``Response.url``. Never fails, whatever the URL."""
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return url
+    end = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
+    authority = rest[:end]
+    userinfo, at, host = authority.rpartition("@")
+    if not at:
+        return url
+    user, colon, _ = userinfo.partition(":")
+    if not colon:
+        return url
+    return f"{scheme}://{user}:[secure]@{host}{rest[end:]}"
+
+
+def has_scheme(url: str) -> bool:
+    """Whether ``url`` is absolute (``http://...``) rather than relative (``/users/1``)."""
+    return _SCHEME.match(url) is not None
+
+
+def join_url(base_url: str, url: str) -> str:
+    """``url`` resolved against ``base_url``: an absolute URL is kept, a relative one is
+    appended to the base's path (``http://api/v1`` and ``/users`` give ``http://api/v1/users``,
+    as httpx does, rather than replacing the base's path as a browser would)."""
+    if has_scheme(url):
+        return url
+    if url.startswith("//"):
+        raise InvalidRequest(
+            f"URL {redact_url(url)!r} is scheme-relative; write the scheme, or a path for the "
+            "base_url"
+        )
+    base = urlsplit(base_url)
+    relative = urlsplit(url)
+    path = base.path if base.path.endswith("/") else base.path + "/"
+    joined = path + relative.path.lstrip("/")
+    return urlunsplit((base.scheme, base.netloc, joined, relative.query, relative.fragment))
 
 
 def _check_authority(netloc: str, url: str) -> None:

@@ -21,12 +21,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gzip
 import json
 import select
 import socket
 import ssl
 import threading
 import time
+import zlib
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -258,6 +260,78 @@ def _json(data: Any) -> bytes:
     return json.dumps(data).encode()
 
 
+async def _send_in_pieces(
+    send: Any, body: bytes, headers: list[tuple[bytes, bytes]], piece: int
+) -> None:
+    """The body in ``piece``-byte messages (chunked on the wire), or at once if 0."""
+    if not piece:
+        await _send(send, 200, body, headers)
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    for start in range(0, len(body), piece):
+        chunk = body[start : start + piece]
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def encoded_body(lines: int) -> bytes:
+    """What ``/encoded/...`` sends before encoding: numbered lines, some of them not ASCII."""
+    return "".join(f"line {i}: caf\u00e9 {'x' * (i % 50)}\n" for i in range(lines)).encode()
+
+
+def encode(body: bytes, codings: list[str]) -> bytes:
+    """``body`` with each coding applied in turn, reproducibly (no timestamp in gzip)."""
+    for coding in codings:
+        if coding == "gzip":
+            body = gzip.compress(body, mtime=0)
+        elif coding == "deflate":
+            body = zlib.compress(body)
+        elif coding == "raw-deflate":
+            compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+            body = compressor.compress(body) + compressor.flush()
+        elif coding == "br":
+            import brotli
+
+            body = brotli.compress(body)
+        elif coding == "zstd":
+            body = zstd_module().compress(body)
+        elif coding != "identity":
+            raise ValueError(f"unknown coding {coding!r}")
+    return body
+
+
+def zstd_module() -> Any:
+    try:
+        from compression import zstd  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        from backports import zstd  # type: ignore[no-redef, unused-ignore]
+    return zstd
+
+
+def _header_coding(coding: str) -> str:
+    return "deflate" if coding == "raw-deflate" else coding
+
+
+@functools.cache
+def bomb(coding: str, mebibytes: int) -> bytes:
+    """``mebibytes`` MiB of zeros, compressed: a small body that expands enormously."""
+    zeros = bytes(1024 * 1024)  # compressed a MiB at a time: the whole never sits in memory
+    if coding == "gzip":
+        compressor = zlib.compressobj(9, wbits=zlib.MAX_WBITS | 16)
+        return b"".join(compressor.compress(zeros) for _ in range(mebibytes)) + compressor.flush()
+    if coding == "br":
+        import brotli
+
+        brotli_compressor = brotli.Compressor(quality=5)
+        pieces = [brotli_compressor.process(zeros) for _ in range(mebibytes)]
+        return b"".join(pieces) + brotli_compressor.finish()
+    if coding == "zstd":
+        zstd_compressor = zstd_module().ZstdCompressor()
+        pieces = [zstd_compressor.compress(zeros) for _ in range(mebibytes)]
+        return b"".join(pieces) + zstd_compressor.flush()
+    raise ValueError(f"no bomb for {coding!r}")
+
+
 async def echo_app(scope: Any, receive: Any, send: Any) -> None:
     """The routes of the test uvicorn servers.
 
@@ -268,6 +342,13 @@ async def echo_app(scope: Any, receive: Any, send: Any) -> None:
     ``/stream/{n}``: a chunked body of n chunks ``chunk-{i}\\n``. ``/slow?delay=s``.
     ``/keepalive-hint?timeout=N[&max=M]``: a ``Keep-Alive: [max=M, ]timeout=N`` header.
     ``/close``: a response with ``Connection: close``.
+    ``/encoded/{codings}[?lines=n&chunk=b&json=1]``: ``encoded_body(n)`` (or a small JSON
+    object) with each coding of the
+    comma-separated list applied in turn (``raw-deflate``: deflate data with no zlib wrapper),
+    sent in ``b``-byte pieces if asked. ``/corrupt/{coding}[?cut=1]``: data that is no such
+    coding, or a body cut short. ``/bomb/{coding}?mb=n``: n MiB of zeros, compressed (cached).
+    ``/redirect/{code}?to=url[&body=n]``: a redirect there (with an n-byte body).
+    ``/chain/{n}``: n redirects, then ``/echo``. ``/loop``: a redirect to itself.
     """
     if scope["type"] == "lifespan":  # pragma: no cover - lifespan is off
         return
@@ -328,6 +409,48 @@ async def echo_app(scope: Any, receive: Any, send: Any) -> None:
     elif path == "/close":
         await _read_body(receive)
         await _send(send, 200, b"closing", [(b"connection", b"close")])
+    elif path.startswith("/encoded/"):
+        await _read_body(receive)
+        codings = path.rsplit("/", 1)[1].split(",")
+        if "json" in query:
+            plain, content_type = _json({"greeting": "caf\u00e9", "n": 1}), b"application/json"
+        else:
+            plain = encoded_body(int(query.get("lines", "100")))
+            content_type = b"text/plain; charset=utf-8"
+        body = encode(plain, codings)
+        headers = [
+            (b"content-type", content_type),
+            (b"content-encoding", ", ".join(_header_coding(c) for c in codings).encode()),
+        ]
+        await _send_in_pieces(send, body, headers, int(query.get("chunk", "0")))
+    elif path.startswith("/corrupt/"):
+        await _read_body(receive)
+        coding = path.rsplit("/", 1)[1]
+        if "cut" in query:
+            whole = encode(encoded_body(1000), [coding])
+            body = whole[: len(whole) // 2]
+        else:
+            body = b"this is no " + coding.encode() + b" data" * 100
+        await _send(send, 200, body, [(b"content-encoding", coding.encode())])
+    elif path.startswith("/bomb/"):
+        await _read_body(receive)
+        coding = path.rsplit("/", 1)[1]
+        body = bomb(coding, int(query.get("mb", "101")))
+        await _send_in_pieces(send, body, [(b"content-encoding", coding.encode())], 16384)
+    elif path.startswith("/redirect/"):
+        await _read_body(receive)
+        status = int(path.rsplit("/", 1)[1])
+        location = query.get("to", "/echo").encode("latin-1")
+        body = b"r" * int(query.get("body", "0"))
+        await _send(send, status, body, [(b"location", location)])
+    elif path.startswith("/chain/"):
+        await _read_body(receive)
+        left = int(path.rsplit("/", 1)[1])
+        location = f"/chain/{left - 1}" if left > 1 else "/echo"
+        await _send(send, 302, b"", [(b"location", location.encode())])
+    elif path == "/loop":
+        await _read_body(receive)
+        await _send(send, 302, b"", [(b"location", b"/loop")])
     else:
         await _read_body(receive)
         await _send(send, 404, b"not found")

@@ -13,6 +13,8 @@ import starlette_agent
 from starlette_agent import (
     Agent,
     AgentClosed,
+    InvalidOption,
+    InvalidOptionType,
     InvalidRequest,
     ReadTimeout,
     Request,
@@ -98,15 +100,38 @@ async def test_a_request_carries_its_headers_as_sent_and_its_settings() -> None:
     assert request.body == b'{"x":1}'
     assert request.timeouts == Timeouts.all(2)
     assert request.ssl_context is context
-    assert repr(request) == "<Request POST http://user:pw@example.test:8080/a?b=1>"
+    assert repr(request) == "<Request POST http://user:[secure]@example.test:8080/a?b=1>"
     assert Request("GET", "http://example.test/").timeouts is None  # the agent's own
 
 
-@pytest.mark.parametrize("timeout", ["5", 0, -1, float("nan"), float("inf"), True])
-async def test_build_request_refuses_a_bad_timeout(timeout: object) -> None:
+@pytest.mark.parametrize(
+    ("timeout", "error"),
+    [
+        ("5", InvalidOptionType),
+        (True, InvalidOptionType),
+        (0, InvalidOption),
+        (-1, InvalidOption),
+        (float("nan"), InvalidOption),
+        (float("inf"), InvalidOption),
+    ],
+)
+async def test_a_bad_timeout_is_an_invalid_option_before_any_io(
+    timeout: object, error: type[InvalidOption], server: UvicornServer
+) -> None:
     async with Agent() as agent:
-        with pytest.raises(InvalidRequest, match="timeout must be a number of seconds"):
+        with pytest.raises(error, match="timeout must be a number of seconds") as caught:
             agent.build_request("GET", "http://example.test/", timeout=timeout)  # type: ignore[arg-type]
+        assert caught.value.option == "timeout"
+        with pytest.raises(error, match="timeout must be a number of seconds"):
+            await agent.get(server.url, timeout=timeout)  # type: ignore[arg-type]
+        assert agent.stats().requests == 0
+    assert server.stats.opened == 0
+
+
+async def test_a_timeouts_phase_is_checked_too() -> None:
+    phases = Timeouts(connect=5, read=-1, write=5, pool=None, headers=None)
+    with pytest.raises(InvalidOption, match=r"Timeouts\.read must be a number of seconds > 0"):
+        Request("GET", "http://example.test/", timeout=phases)
 
 
 async def test_build_request_validates_like_request(server: UvicornServer) -> None:

@@ -174,6 +174,12 @@ ONE_BAD_VALUE_EACH: dict[str, object] = {
     "proxy": "socks5://proxy:1080",
     "trust_env": "yes",
     "http_parser": "llhttp",
+    "base_url": "/relative",
+    "headers": {"content-length": "5"},
+    "decompress": "gzip",
+    "follow_redirects": 1,
+    "max_redirects": -1,
+    "allow_https_downgrade": None,
 }
 
 

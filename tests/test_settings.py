@@ -261,7 +261,7 @@ def test_misspelt_option_is_an_error_but_foreign_variables_are_ignored(
 @pytest.mark.parametrize(
     ("variable", "closest"),
     [
-        ("AGENT_MAX_RETRIES", "max_sockets, AGENT_MAX_SOCKETS"),
+        ("AGENT_MAX_RETRIES", "max_redirects, AGENT_MAX_REDIRECTS"),
         ("AGENT_PAYMENTS_SOCKETS", "max_sockets, AGENT_PAYMENTS_MAX_SOCKETS"),
         ("AGENT_PAYMENTS_PROXY_ADDRESS", "local_address, AGENT_PAYMENTS_PROXY_LOCAL_ADDRESS"),
         ("AGENT_RETRY_TIMEOUT_MS", "read_timeout, AGENT_READ_TIMEOUT"),

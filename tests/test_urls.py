@@ -12,7 +12,7 @@ import ipaddress
 import pytest
 
 from starlette_agent import Agent, InvalidRequest
-from starlette_agent._urls import parse_url
+from starlette_agent._urls import parse_url, redact_url
 
 NUMERIC_HOSTS = {
     "127.0.0.1": "127.0.0.1",
@@ -129,7 +129,8 @@ def test_ipv6_literals_are_normalised(host: str, expected: str) -> None:
 def test_ambiguous_authorities_are_refused(url: str, fragment: str) -> None:
     with pytest.raises(InvalidRequest, match=fragment) as caught:
         parse_url(url)
-    assert repr(url) in str(caught.value)
+    assert repr(redact_url(url)) in str(caught.value)  # the URL is named, never its password
+    assert ":pw@" not in str(caught.value)
 
 
 def test_an_at_sign_in_credentials_is_fine_percent_encoded() -> None:
