@@ -123,6 +123,7 @@ OPTION_TABLE: dict[str, EnvOption] = {
         EnvOption("connector", None, node_name="createConnection"),
         EnvOption("proxy", or_none(parse_text)),
         EnvOption("trust_env", parse_bool),
+        EnvOption("hooks", None),
     )
 }
 

@@ -22,6 +22,7 @@ from anyio.abc import ByteStream
 
 from ._address_guard import parse_networks
 from ._errors import InvalidOption, InvalidOptionType
+from ._hooks import Hooks, hook_methods
 from ._option_table import explain_unknown_option
 from ._proxy import parse_proxy
 from ._urls import Origin
@@ -76,6 +77,7 @@ class AgentOptions:
     connector: Connector | None = None  # createConnection
     proxy: str | None = None  # an http:// proxy URL, credentials allowed (never shown)
     trust_env: bool = False  # read http_proxy, https_proxy, all_proxy and no_proxy
+    hooks: Hooks | None = None  # AgentHooks objects told of each step; kept as a tuple
 
     def __new__(cls, *args: Any, **options: Any) -> AgentOptions:
         # The generated __init__ keeps its typed signature for type checkers; __new__ sees the
@@ -183,6 +185,7 @@ class AgentOptionArgs(TypedDict, total=False):
     connector: Connector | None
     proxy: str | None
     trust_env: bool
+    hooks: Hooks | None
 
 
 def _shown(name: str, value: Any) -> Any:
@@ -300,6 +303,25 @@ def _check_connector(name: str, value: Any) -> Any:
     return value
 
 
+def _check_hooks(name: str, value: Any) -> tuple[Any, ...] | None:
+    # Kept as a tuple: options stay hashable, and hooks are called in the order given.
+    if value is None:
+        return None
+    many = isinstance(value, Sequence) and not isinstance(value, str | bytes)
+    hooks = tuple(value) if many else (value,)
+    for each in hooks:
+        try:
+            found = hook_methods(each)
+        except TypeError as exc:
+            raise InvalidOptionType(f"{name}: {exc}") from None
+        if not found:
+            raise InvalidOptionType(
+                f"{name} must be an AgentHooks object (or a sequence of them) that overrides "
+                f"some hooks, got {each!r}"
+            )
+    return hooks or None
+
+
 _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "keep_alive": _check_bool,
     "max_sockets": _count(minimum=1, optional=True),
@@ -322,6 +344,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "connector": _check_connector,
     "proxy": _check_proxy,
     "trust_env": _check_bool,
+    "hooks": _check_hooks,
 }
 
 #: The defaults, validated once at import; ``Agent()`` and the registry share them.

@@ -51,6 +51,7 @@ BAD_TYPES = [
     ("ssl_context", "verify"),
     ("connector", 42),
     ("local_address", 127),
+    ("hooks", 42),
 ]
 
 
@@ -173,6 +174,7 @@ ONE_BAD_VALUE_EACH: dict[str, object] = {
     "connector": "tcp",
     "proxy": "socks5://proxy:1080",
     "trust_env": "yes",
+    "hooks": "tracing",
 }
 
 
