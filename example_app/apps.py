@@ -6,8 +6,9 @@ Both are built by ``create_app`` around the one ``settings.registry``, so both i
 ``"isolated"`` agent instead: another pool, other sockets.
 
 Routes: ``/`` the dashboard, ``/agents`` what the agents hold (JSON, polled by the dashboard),
-``GET /call?delay=0`` one call to the upstream, ``POST /burst?n=50&delay=0.2`` n concurrent calls
-(n from 1 to 1000, delay from 0 to 5 s; anything else is refused with a 422 naming it).
+``/metrics`` the same for Prometheus, ``GET /call?delay=0`` one call to the upstream,
+``POST /burst?n=50&delay=0.2`` n concurrent calls (n from 1 to 1000, delay from 0 to 5 s;
+anything else is refused with a 422 naming it).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -32,6 +34,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from starlette_agent import Agent, AgentError, AgentMiddleware, get_agent
+from starlette_agent.prometheus import AgentCollector
 
 from . import settings
 from .params import DELAY, BadParameters, Bounded, bad_parameters, read_query
@@ -53,6 +56,11 @@ _BURST = {"n": Bounded(1, 1000, default=50, integer=True), "delay": replace(DELA
 #: Which co-hosted apps use which agent, in this process: agent name -> app names.
 users: dict[str, set[str]] = {}
 
+#: What ``/metrics`` shows: every agent of the registry, per origin. Its own registry, not
+#: prometheus_client's global one, so that the page shows the agents and nothing else.
+metrics_registry = CollectorRegistry()
+metrics_registry.register(AgentCollector(settings.registry))
+
 
 def create_app(name: str, *, isolated_route: bool = False) -> Starlette:
     """An app called ``name`` using ``settings.registry``; with ``isolated_route``, also the
@@ -61,6 +69,7 @@ def create_app(name: str, *, isolated_route: bool = False) -> Starlette:
     routes = [
         Route("/", dashboard),
         Route("/agents", agents),
+        Route("/metrics", metrics),
         Route("/call", _call_handler(name, "default")),
         Route("/burst", _burst_handler(name, "default"), methods=["POST"]),
     ]
@@ -138,6 +147,11 @@ async def agents(request: Request) -> JSONResponse:
             "agents": listed,
         }
     )
+
+
+async def metrics(request: Request) -> Response:
+    """The registry's agents in Prometheus' text format, for a scraper."""
+    return Response(generate_latest(metrics_registry), media_type=CONTENT_TYPE_LATEST)
 
 
 def _limits(agent: Agent) -> dict[str, Any]:

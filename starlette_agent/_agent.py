@@ -29,6 +29,8 @@ from ._connection import Connection, ConnectionLostBeforeResponse, Timeouts
 from ._defaults import build_request
 from ._errors import AgentClosed, AgentError, PoolTimeout, RemoteProtocolError
 from ._eventloop import current_loop, spawn_background
+from ._hook_runner import RequestTrace, failure_reason, hook_runner
+from ._hooks import CloseReason
 from ._keepalive import keep_alive_seconds
 from ._options import AgentOptionArgs, AgentOptions, resolve_options
 from ._pool import Pool, PoolClosedError, Reservation, Waiter
@@ -41,6 +43,9 @@ from ._urls import Origin, parse_url
 from ._wire_choice import wire_for
 
 logger = logging.getLogger("starlette_agent")
+
+#: Seconds the hooks get to hear of the sockets closed as the event loop ends.
+_HOOKS_AT_LOOP_END = 1.0
 
 
 class Agent:
@@ -86,6 +91,7 @@ class Agent:
             trust_env=config.trust_env,
         )
         self._reaper = _IdleReaper(self)
+        self._hooks = hook_runner(config.hooks)  # None without hooks: one check per step
         # The event loop the sockets belong to; weak, so an agent never keeps a finished loop.
         self._loop_ref: weakref.ref[object] | None = None
         #: Set on the global agent of a loop: when that loop ends, the agent closes for good.
@@ -168,13 +174,20 @@ class Agent:
         ``AgentError`` itself when the agent is used from another event loop. An exception
         raised by the request's own body iterator propagates unchanged. Cancellation leaves the
         pool whole and no socket open. Each call counts in ``stats()``: a request, and an error
-        if it raised an ``AgentError``.
+        if it raised an ``AgentError``. The agent's ``hooks`` see it from ``request_start`` to
+        ``request_end`` or ``request_error``.
         """
-        timeouts = self._timeouts if request.timeouts is None else request.timeouts
         self._check_event_loop()
         self._counters.requests += 1
+        if self._hooks is not None:
+            key = self._routes.key(request.origin, request.ssl_context)
+            return await self._hooks.traced(request, key, self._send)
+        return await self._send(request, None)
+
+    async def _send(self, request: Request, trace: RequestTrace | None) -> Response:
+        timeouts = self._timeouts if request.timeouts is None else request.timeouts
         try:
-            return await self._send_pooled(request, timeouts)
+            return await self._send_pooled(request, timeouts, trace)
         except AgentError as exc:
             self._counters.errors += 1
             if self._pool.closed and not isinstance(exc, AgentClosed):
@@ -270,7 +283,7 @@ class Agent:
             return
         to_close = self._pool.close()
         self._reaper.stop()
-        await self._close(to_close)
+        await self._close(to_close, "agent_closed")
         counters = self._counters
         logger.debug(
             "agent closed: %d sockets closed now; %d requests, %d connections opened, %d reused",
@@ -296,12 +309,14 @@ class Agent:
                 "create an Agent per event loop, or use global_agent()"
             )
 
-    async def _send_pooled(self, request: Request, timeouts: Timeouts) -> Response:
+    async def _send_pooled(
+        self, request: Request, timeouts: Timeouts, trace: RequestTrace | None
+    ) -> Response:
         started = time.perf_counter()
         key = self._routes.key(request.origin, request.ssl_context)
         fresh = False
         while True:
-            conn, reused = await self._checkout(key, request, timeouts, fresh=fresh)
+            conn, reused = await self._checkout(key, request, timeouts, trace, fresh=fresh)
             head = request._head
             keep_alive = self.config.keep_alive
             limit = self.config.max_requests_per_socket
@@ -309,15 +324,20 @@ class Agent:
                 head = request._head_with_connection_close()
                 keep_alive = False
             try:
+                if trace is not None:
+                    await trace.connection_ready(conn, reused=reused)
                 response_head = await conn.send_request(head, request.body, timeouts)
             except BaseException as exc:
-                await self._discard(conn)
                 if not isinstance(exc, ConnectionLostBeforeResponse):
+                    await self._discard(conn, failure_reason(exc))
                     raise
+                await self._discard(conn, "server_closed")
                 if reused and request.retryable and not fresh:
                     # The server closed a kept-alive socket as we reused it: the request never
                     # reached it, so sending it once more on a new socket is safe.
                     self._counters.retries += 1
+                    if trace is not None:
+                        trace.retries += 1
                     fresh = True
                     continue
                 raise self._lost_before_response(request, exc, reused=reused) from exc.__cause__
@@ -352,7 +372,13 @@ class Agent:
         )
 
     async def _checkout(
-        self, key: str, request: Request, timeouts: Timeouts, *, fresh: bool
+        self,
+        key: str,
+        request: Request,
+        timeouts: Timeouts,
+        trace: RequestTrace | None,
+        *,
+        fresh: bool,
     ) -> tuple[Connection, bool]:
         """A connection for ``key``, and whether it is a reused one."""
         while True:
@@ -361,28 +387,40 @@ class Agent:
             except PoolClosedError:
                 raise self._closed_error(request.origin) from None
             if isinstance(granted, Waiter):
-                granted = await self._wait(granted, request.origin, timeouts.pool)
+                granted = await self._wait(granted, request.origin, timeouts.pool, trace)
             if isinstance(granted, Reservation):
-                return await self._connect(granted, request, timeouts), False
+                return await self._connect(granted, request, timeouts, trace), False
             conn = granted
-            if conn.idle_deadline > conn.clock() and not conn.has_unexpected_input():
+            expired = conn.idle_deadline <= conn.clock()
+            if not expired and not conn.has_unexpected_input():
                 self._counters.connections_reused += 1
                 return conn, True
             # Expired, or the server closed it (or spoke unasked) while it sat idle.
-            await self._discard(conn)
+            await self._discard(conn, "idle_timeout" if expired else "server_closed")
 
     async def _wait(
-        self, waiter: Waiter[Connection], origin: Origin, pool_timeout: float | None
+        self,
+        waiter: Waiter[Connection],
+        origin: Origin,
+        pool_timeout: float | None,
+        trace: RequestTrace | None,
     ) -> Connection | Reservation[Connection]:
         event = anyio.Event()
         waiter.wake = event.set
         try:
+            if trace is not None:
+                await trace.queued(self._pool.queued)
             with anyio.fail_after(pool_timeout):
                 await event.wait()
+            if trace is not None:
+                closed = waiter.grant is None or isinstance(waiter.grant, PoolClosedError)
+                await trace.dequeued("agent_closed" if closed else "granted")
         except BaseException as exc:
             queued = self._pool.queued
             # Hand on whatever may have been granted while the cancellation was in flight.
-            await self._close(self._pool.cancel(waiter))
+            await self._close(self._pool.cancel(waiter), "pool_limit")
+            if trace is not None:
+                await trace.dequeued("timeout" if isinstance(exc, TimeoutError) else "cancelled")
             if isinstance(exc, TimeoutError):
                 raise PoolTimeout(
                     f"{origin}: no socket became free within {pool_timeout}s "
@@ -396,26 +434,36 @@ class Agent:
         return grant
 
     async def _connect(
-        self, reservation: Reservation[Connection], request: Request, timeouts: Timeouts
+        self,
+        reservation: Reservation[Connection],
+        request: Request,
+        timeouts: Timeouts,
+        trace: RequestTrace | None,
     ) -> Connection:
         try:
             if reservation.evicted is not None:
                 evicted, reservation.evicted = reservation.evicted, None
-                await self._close([evicted])
+                await self._close([evicted], "pool_limit")
+            proxy = self._routes.proxy_for(request.origin)
+            timing = None
+            if trace is not None:
+                shown = None if proxy is None else str(proxy)
+                timing = await trace.connection_create_start(request.origin, shown)
             conn = await open_connection(
                 reservation.key,
                 request.origin,
                 ssl_context=self._routes.ssl_context_for(request.origin, request.ssl_context),
-                proxy=self._routes.proxy_for(request.origin),
+                proxy=proxy,
                 connector=self.config.connector,
                 local_address=self.config.local_address,
                 connect_timeout=timeouts.connect,
                 guard=self._guard,
                 wire=self._wire,
+                timing=timing,
             )
         except BaseException:
             # Give the slot back, or it would count as a socket forever (httpcore #1093).
-            await self._close(self._pool.connect_failed(reservation))
+            await self._close(self._pool.connect_failed(reservation), "pool_limit")
             raise
         if not self._pool.connected(reservation, conn):
             await conn.aclose()
@@ -434,29 +482,61 @@ class Agent:
                 self._reaper.schedule(conn.idle_deadline)
         else:
             to_close = self._pool.release(conn, reusable=False)
-        await self._close(to_close)  # wakes wait_idle() when this was the last request
+        hooks = self._hooks
+        if hooks is None or not to_close:
+            await self._close(to_close, "pool_limit")  # wakes wait_idle() if this was the last
+            if hooks is not None:
+                idle_timeout = self.config.idle_timeout
+                hinted = idle_timeout is not None and keep_for < idle_timeout
+                await hooks.released(conn, hinted=hinted)
+        else:
+            await self._close(to_close, self._not_kept_reason(conn, reusable, keep_for))
 
-    async def _discard(self, conn: Connection) -> None:
-        await self._close(self._pool.discard(conn))
+    def _not_kept_reason(self, conn: Connection, reusable: bool, keep_for: float) -> CloseReason:
+        """Why ``conn``, whose response was read to its end, was not kept for reuse."""
+        limit = self.config.max_requests_per_socket
+        if not self.config.keep_alive:
+            return "keep_alive_off"
+        if limit is not None and conn.requests_started >= limit:
+            return "max_requests"
+        if not reusable:
+            return "server_closed"
+        if keep_for <= 0:
+            return "keep_alive_hint"
+        return "agent_closed" if self._pool.closed else "pool_limit"
 
-    async def _close(self, conns: list[Connection]) -> None:
-        if conns:
-            try:
-                with anyio.CancelScope(shield=True):
-                    for conn in conns:
-                        if not conn.closed:
-                            self._counters.connections_closed += 1
-                            await conn.aclose()
-                        self._pool.close_done(conn)
-            finally:
-                # A native asyncio Task.cancel() pierces anyio's shield: whatever it cut short is
-                # reset now, and every slot is still given back.
+    async def _discard(self, conn: Connection, reason: CloseReason) -> None:
+        await self._close(self._pool.discard(conn), reason)
+
+    async def _close(self, conns: list[Connection], reason: CloseReason) -> None:
+        """Close ``conns``, which the pool let go of, and tell the hooks why."""
+        if not conns:
+            self._wake_idle_waiters()
+            return
+        closed: list[Connection] | None = None if self._hooks is None else []
+        try:
+            with anyio.CancelScope(shield=True):
                 for conn in conns:
                     if not conn.closed:
                         self._counters.connections_closed += 1
-                    conn.abort_now()
+                        if closed is not None:
+                            closed.append(conn)
+                        await conn.aclose()
                     self._pool.close_done(conn)
-        self._wake_idle_waiters()
+        finally:
+            # A native asyncio Task.cancel() pierces anyio's shield: whatever it cut short is
+            # reset now, and every slot is still given back.
+            for conn in conns:
+                if not conn.closed:
+                    self._counters.connections_closed += 1
+                    if closed is not None:
+                        closed.append(conn)
+                conn.abort_now()
+                self._pool.close_done(conn)
+            self._wake_idle_waiters()
+            if self._hooks is not None and closed:
+                # After the pool and the counters are settled, outside the shield.
+                await self._hooks.closed(closed, reason)
 
     def _busy(self) -> bool:
         """Whether a request is in flight (connecting, sending, or its body unread) or queued."""
@@ -482,12 +562,16 @@ class Agent:
             self._reaper.stop()
         else:
             to_close = pool.expire(math.inf)
+        closed = [conn for conn in to_close if not conn.closed]
         with anyio.CancelScope(shield=True):
             for conn in to_close:
                 self._counters.connections_closed += not conn.closed
                 if not conn.abort_now():
                     await conn.aclose()
                 pool.close_done(conn)
+            if self._hooks is not None and closed:
+                with anyio.move_on_after(_HOOKS_AT_LOOP_END):
+                    await self._hooks.closed(closed, "event_loop_closed")
         if not pool.sockets:
             self._loop_ref = None
 
@@ -529,7 +613,7 @@ class _PooledBody:
             chunk = await self._conn.receive_body_chunk(self._read_timeout)
         except BaseException as exc:
             self._done = True
-            await self._agent._discard(self._conn)
+            await self._agent._discard(self._conn, failure_reason(exc))
             if isinstance(exc, AgentError) and self._agent.closed:
                 raise self._agent._closed_error(self._conn.origin) from exc
             raise
@@ -542,7 +626,7 @@ class _PooledBody:
     async def aclose(self) -> None:
         if not self._done:
             self._done = True
-            await self._agent._discard(self._conn)
+            await self._agent._discard(self._conn, "unread_body")
 
 
 class _IdleReaper:
@@ -605,7 +689,7 @@ class _IdleReaper:
                     break
                 expired = pool.expire(anyio.current_time())
                 agent._counters.idle_timeouts += len(expired)
-                await agent._close(expired)
+                await agent._close(expired, "idle_timeout")
         except anyio.get_cancelled_exc_class():
             await agent._event_loop_ending()
         except Exception:

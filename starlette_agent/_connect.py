@@ -11,8 +11,10 @@ from __future__ import annotations
 import ipaddress
 import socket
 import ssl
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import anyio
 from anyio.abc import ByteStream, SocketStream
@@ -29,7 +31,36 @@ from ._tunnel import open_tunnel
 from ._urls import Origin
 from ._wire import H11Wire, Wire
 
-__all__ = ["open_connection"]
+__all__ = ["ConnectTiming", "open_connection"]
+
+
+@dataclass(slots=True)
+class ConnectTiming:
+    """When an ``open_connection`` reached each step (``time.perf_counter()``), for the hooks."""
+
+    started: float = field(default_factory=time.perf_counter)
+    connected: float | None = None  # a socket (or proxy tunnel) to the origin, before TLS
+    tls_done: float | None = None  # our TLS handshake finished
+
+    def mark_connected(self) -> None:
+        if self.connected is None:
+            self.connected = time.perf_counter()
+
+    def mark_tls_done(self) -> None:
+        self.tls_done = time.perf_counter()
+
+    @property
+    def connect_duration(self) -> float:
+        """Seconds to a connected socket (the whole open, when TLS was not ours)."""
+        end = self.connected if self.connected is not None else time.perf_counter()
+        return end - self.started
+
+    @property
+    def tls_duration(self) -> float | None:
+        """Seconds of our TLS handshake; None when there was none."""
+        if self.tls_done is None or self.connected is None:
+            return None
+        return self.tls_done - self.connected
 
 
 async def open_connection(
@@ -43,18 +74,20 @@ async def open_connection(
     guard: AddressCheck | None = None,
     proxy: Proxy | None = None,
     wire: Callable[[int], Wire] = H11Wire,
+    timing: ConnectTiming | None = None,
 ) -> Connection:
     """Open a socket to ``origin`` (TCP, then TLS for https) within ``connect_timeout``.
 
     Through ``proxy``: an http target's requests go to the proxy in absolute form; an https
-    target gets a CONNECT tunnel, and TLS to the target inside it.
+    target gets a CONNECT tunnel, and TLS to the target inside it. ``timing``, when given,
+    records when the socket was connected and when TLS was done.
     """
     tls = ssl_context if origin.scheme == "https" else None
     with anyio.CancelScope() as scope:
         if connect_timeout is not None:
             scope.deadline = anyio.current_time() + connect_timeout
         if proxy is not None:
-            stream = await _through_proxy(origin, proxy, tls, guard, local_address)
+            stream = await _through_proxy(origin, proxy, tls, guard, local_address, timing)
         else:
             with _connect_errors(origin):
                 if connector is not None:
@@ -63,9 +96,17 @@ async def open_connection(
                     sock = await dial(
                         origin.host, origin.port, guard=guard, local_address=local_address
                     )
+                    if timing is not None:
+                        timing.mark_connected()
                     stream = await _stream_for(sock, origin, tls)
+                    if timing is not None and tls is not None and not in_trio():
+                        timing.mark_tls_done()  # the loop did the handshake with the wrap
+        if timing is not None:
+            timing.mark_connected()  # for a connector or an http proxy: once it is done
         if tls is not None and stream_extra(stream, TLSAttribute.ssl_object) is None:
             stream = await _wrap_tls(stream, origin, tls)
+            if timing is not None:
+                timing.mark_tls_done()
         forward = proxy if proxy is not None and tls is None else None
         return Connection(
             pool_key, origin, stream, forward_proxy=forward, wire=wire(MAX_RESPONSE_HEAD_SIZE)
@@ -82,6 +123,7 @@ async def _through_proxy(
     tls: ssl.SSLContext | None,
     guard: AddressCheck | None,
     local_address: str | None,
+    timing: ConnectTiming | None,
 ) -> ByteStream:
     """A stream to ``proxy``; for an https target, tunnelled to it (TLS not started on trio)."""
     if guard is not None and guard.enabled and _is_ip_address(origin.host):
@@ -98,9 +140,14 @@ async def _through_proxy(
     try:
         with _connect_errors(origin, f"tunnel through proxy {proxy} to"):
             await open_tunnel(stream, origin, proxy)
+        if timing is not None:
+            timing.mark_connected()
         if isinstance(stream, asyncio_stream.AsyncioByteStream):
             with _connect_errors(origin, "TLS handshake with"):
-                return await stream.start_tls(tls, server_hostname=origin.host)
+                tunnelled = await stream.start_tls(tls, server_hostname=origin.host)
+            if timing is not None:
+                timing.mark_tls_done()
+            return tunnelled
     except BaseException:
         await anyio.aclose_forcefully(stream)
         raise

@@ -144,6 +144,7 @@ OPTION_TABLE: dict[str, EnvOption] = {
         EnvOption("follow_redirects", parse_bool),
         EnvOption("max_redirects", parse_int),
         EnvOption("allow_https_downgrade", parse_bool),
+        EnvOption("hooks", None),
     )
 }
 

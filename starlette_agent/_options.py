@@ -22,6 +22,7 @@ from anyio.abc import ByteStream
 
 from ._address_guard import parse_networks
 from ._errors import InvalidOption, InvalidOptionType, InvalidRequest
+from ._hooks import Hooks, hook_methods
 from ._option_table import explain_unknown_option
 from ._proxy import parse_proxy
 from ._request import validate_headers
@@ -101,6 +102,7 @@ class AgentOptions:
     follow_redirects: bool = False  # request() and stream() follow 301, 302, 303, 307, 308
     max_redirects: int = 20
     allow_https_downgrade: bool = False  # follow a redirect from https to http
+    hooks: Hooks | None = None  # AgentHooks objects told of each step; kept as a tuple
 
     def __new__(cls, *args: Any, **options: Any) -> AgentOptions:
         # The generated __init__ keeps its typed signature for type checkers; __new__ sees the
@@ -215,6 +217,7 @@ class AgentOptionArgs(TypedDict, total=False):
     follow_redirects: bool
     max_redirects: int
     allow_https_downgrade: bool
+    hooks: Hooks | None
 
 
 def _shown(name: str, value: Any) -> Any:
@@ -398,6 +401,25 @@ def _check_connector(name: str, value: Any) -> Any:
     return value
 
 
+def _check_hooks(name: str, value: Any) -> tuple[Any, ...] | None:
+    # Kept as a tuple: options stay hashable, and hooks are called in the order given.
+    if value is None:
+        return None
+    many = isinstance(value, Sequence) and not isinstance(value, str | bytes)
+    hooks = tuple(value) if many else (value,)
+    for each in hooks:
+        try:
+            found = hook_methods(each)
+        except TypeError as exc:
+            raise InvalidOptionType(f"{name}: {exc}") from None
+        if not found:
+            raise InvalidOptionType(
+                f"{name} must be an AgentHooks object (or a sequence of them) that overrides "
+                f"some hooks, got {each!r}"
+            )
+    return hooks or None
+
+
 _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "keep_alive": _check_bool,
     "max_sockets": _count(minimum=1, optional=True),
@@ -427,6 +449,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "follow_redirects": _check_bool,
     "max_redirects": _count(minimum=0, optional=False),
     "allow_https_downgrade": _check_bool,
+    "hooks": _check_hooks,
 }
 
 #: The defaults, validated once at import; ``Agent()`` and the registry share them.

@@ -171,6 +171,38 @@ async def buffered(request: Request) -> Request:
     return copy
 
 
+#: Headers the agent writes itself: framing, routing and the connection's own state.
+_AGENT_HEADERS = frozenset({b"host", b"content-length", b"transfer-encoding", b"connection"})
+
+
+def with_headers(request: Request, headers: HeaderTypes) -> Request:
+    """``request`` with ``headers`` set, each replacing the request's headers of that name.
+
+    They are checked as ``Request`` checks headers (``InvalidRequest`` naming what was wrong);
+    the ones the agent writes itself (``Host``, framing, ``Connection``, ``Upgrade``) are refused.
+    """
+    added = _headers(headers)
+    names: set[bytes] = set()
+    for name, _ in added:
+        lowered = name.lower()
+        if lowered in _AGENT_HEADERS or lowered == b"upgrade":
+            shown = name.decode("latin-1")
+            raise InvalidRequest(f"header {shown!r} is set by the agent and cannot be added")
+        names.add(lowered)
+    all_headers = [(n, v) for n, v in request.raw_headers if n.lower() not in names] + added
+    try:
+        # Not the cached builder: added headers (a trace id) differ on every request.
+        head = h11.Request(method=request._head.method, target=request.target, headers=all_headers)
+    except h11.LocalProtocolError as exc:
+        raise InvalidRequest(f"invalid request to {request.origin}: {exc}") from exc
+    copy = Request.__new__(Request)
+    for slot in Request.__slots__:
+        setattr(copy, slot, getattr(request, slot))
+    copy.raw_headers = all_headers
+    copy._head = head
+    return copy
+
+
 def _timeouts(timeout: object) -> Timeouts:
     """A request's ``timeout``, checked as an agent's timeouts are: ``InvalidOption`` (or
     ``InvalidOptionType`` for a wrong type) naming it, before anything is sent."""

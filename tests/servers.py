@@ -457,7 +457,8 @@ async def echo_app(scope: Any, receive: Any, send: Any) -> None:
 
 
 class UvicornServer:
-    """A real uvicorn on 127.0.0.1:0 serving ``echo_app``, counting with ``CountingH11Protocol``."""
+    """A real uvicorn on 127.0.0.1:0 serving ``echo_app`` (or ``app``), counting with
+    ``CountingH11Protocol``."""
 
     def __init__(
         self,
@@ -466,11 +467,12 @@ class UvicornServer:
         timeout_keep_alive: int = 5,
         ssl_certfile: str | None = None,
         ssl_keyfile: str | None = None,
+        app: Callable[[Any, Any, Any], Awaitable[None]] = echo_app,
     ) -> None:
         self.stats = ServerStats()
         self.scheme = "https" if ssl_certfile else "http"
         config = uvicorn.Config(
-            echo_app,
+            app,
             host=LOCALHOST,
             port=0,
             http=counting_protocol(self.stats),

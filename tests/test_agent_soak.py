@@ -282,7 +282,9 @@ async def test_a_server_closing_idle_sockets_every_half_second(
     assert tally.errors == []  # every request was a GET: none may fail
     assert tally.wrong == 0
     assert tally.ok == WARM_UP + total
-    assert raw_server.stats.max_open <= MAX_SOCKETS
+    # What the client had open, read from the kernel at each accept: the server's own count lags
+    # when it closes a socket and accepts the replacement before its handler has finished.
+    assert raw_server.stats.max_client_open <= MAX_SOCKETS
     # The server did close idle sockets under the agent: it had to open new ones.
     assert raw_server.stats.opened > MAX_SOCKETS
     figures.assert_process_whole()

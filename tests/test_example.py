@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
 _URL_LINE = re.compile(r"^(upstream|server1|server2)\s+(http://127\.0\.0\.1:\d+)$", re.MULTILINE)
@@ -193,6 +194,32 @@ def test_a_burst_queues_past_max_sockets_and_drains(example: Example) -> None:
     after = agent_info(example.get("server1", "/agents"), "default")
     assert after["queued"] == 0 and after["active"] == 0
     assert after["connections_created"] <= 5 + after["connections_closed"]
+
+
+def test_metrics_show_the_agents_to_prometheus(example: Example) -> None:
+    example.get("server1", "/call")
+    page = httpx.get(example.urls["server2"] + "/metrics", timeout=10)
+    answer = example.get("server2", "/agents")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/plain; version=")
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(page.text)
+        for sample in family.samples
+    }
+    for name in ("default", "isolated"):
+        info = agent_info(answer, name)
+        for counter in ("requests", "connections_created", "connections_reused", "errors"):
+            key = (f"starlette_agent_{counter}_total", (("agent", name),))
+            assert samples[key] == info[counter], (name, counter)
+        for origin, held in info["origins"].items():
+            for state in ("active", "idle"):
+                labels = (("agent", name), ("origin", origin), ("state", state))
+                assert samples[("starlette_agent_sockets", labels)] == held[state]
+    # server1's call went to the upstream through the shared default agent: one idle socket.
+    origin = example.urls["upstream"]
+    labels = (("agent", "default"), ("origin", origin), ("state", "idle"))
+    assert samples[("starlette_agent_sockets", labels)] >= 1
 
 
 @pytest.mark.parametrize(

@@ -51,6 +51,7 @@ BAD_TYPES = [
     ("ssl_context", "verify"),
     ("connector", 42),
     ("local_address", 127),
+    ("hooks", 42),
 ]
 
 
@@ -180,6 +181,7 @@ ONE_BAD_VALUE_EACH: dict[str, object] = {
     "follow_redirects": 1,
     "max_redirects": -1,
     "allow_https_downgrade": None,
+    "hooks": "tracing",
 }
 
 
