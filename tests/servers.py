@@ -440,7 +440,8 @@ async def echo_app(scope: Any, receive: Any, send: Any) -> None:
     elif path.startswith("/redirect/"):
         await _read_body(receive)
         status = int(path.rsplit("/", 1)[1])
-        location = query.get("to", "/echo").encode("latin-1")
+        # As servers write it: a Location that is not ASCII goes out in UTF-8.
+        location = query.get("to", "/echo").encode("utf-8")
         body = b"r" * int(query.get("body", "0"))
         await _send(send, status, body, [(b"location", location)])
     elif path.startswith("/chain/"):
