@@ -119,6 +119,30 @@ async def test_bad_arguments_are_refused_before_any_io(
     assert server.stats.opened == 0
 
 
+@pytest.mark.parametrize(
+    "timeout", ["5", [5], {"read": 1}, True, -1, 0, float("nan"), float("inf")], ids=repr
+)
+async def test_a_timeout_other_than_seconds_is_refused_before_any_io(
+    server: UvicornServer, timeout: Any
+) -> None:
+    async with Agent() as agent:
+        calls = [
+            lambda: agent.get(f"{server.url}/echo", timeout=timeout),
+            lambda: agent.request("POST", f"{server.url}/echo", json={}, timeout=timeout),
+            lambda: starlette_agent.request("GET", server.url, agent=agent, timeout=timeout),
+        ]
+        for call in calls:
+            with pytest.raises(InvalidOption, match="timeout must be a number of seconds > 0"):
+                await call()
+        with pytest.raises(InvalidOption, match="timeout must be"):
+            async with agent.stream("GET", server.url, timeout=timeout):
+                pass  # pragma: no cover
+        with pytest.raises(InvalidOption, match="timeout must be"):
+            agent.build_request("GET", server.url, timeout=timeout)
+        assert agent.stats().requests == 0
+    assert server.stats.opened == 0
+
+
 # ------------------------------------------------------------------ typed arguments, typos
 
 

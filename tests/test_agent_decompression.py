@@ -128,8 +128,29 @@ async def test_corrupt_or_cut_short_data_raises_decoding_error(
         assert server.url in str(caught.value)
         assert isinstance(caught.value.__cause__, DecodingError)
         assert_settled(agent)
+        if not cut:  # refused mid-body: the rest was never read, so the socket is closed
+            assert agent.stats().idle == 0
+            assert await wait_until(lambda: server.stats.closed == 1)
         # The agent goes on working.
         assert (await agent.get(f"{server.url}/encoded/{coding}")).content == EXPECTED
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "br", "zstd"])
+async def test_a_response_without_a_body_decodes_to_nothing(
+    server: UvicornServer, coding: str
+) -> None:
+    """HEAD, 204 and 304 carry the Content-Encoding their body would have had, and no body."""
+    async with Agent() as agent:
+        head = await agent.head(f"{server.url}/encoded/{coding}")
+        assert head.headers["content-encoding"] == coding
+        assert int(head.headers["content-length"]) > 0
+        for status in (204, 304):
+            response = await agent.get(f"{server.url}/status/{status}?encoding={coding}")
+            assert (response.status, response.content, response.text) == (status, b"", "")
+            assert response.headers["content-encoding"] == coding
+        assert (head.content, head.text) == (b"", "")
+        assert agent.stats().idle == 1  # each body ended at once: the socket was reused
+    assert (server.stats.opened, server.stats.requests) == (1, 3)
 
 
 async def test_decompress_off_gives_the_body_as_sent_and_asks_for_no_coding(
