@@ -227,8 +227,9 @@ async def test_a_read_timeout_mid_body_becomes_the_librarys(
     async with Agent() as agent, client(library, agent) as http:
         timeout = library.Timeout(5, read=0.1)
         chunks: list[bytes] = []
+        url = f"{server.url}/stream/5?interval=1"
         with pytest.raises(library.ReadTimeout) as caught:
-            async with http.stream("GET", f"{server.url}/stream/5?interval=1", timeout=timeout) as r:
+            async with http.stream("GET", url, timeout=timeout) as r:
                 async for chunk in r.aiter_bytes():
                     chunks.append(chunk)
         assert chunks == [b"chunk-0\n"]  # the head and a first chunk came: timed out mid-body
