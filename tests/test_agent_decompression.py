@@ -8,7 +8,16 @@ import tracemalloc
 
 import pytest
 from helpers import assert_settled
-from servers import UvicornServer, bomb, encode, encoded_body, wait_until
+from servers import (
+    RawConnection,
+    RawServer,
+    UvicornServer,
+    bomb,
+    encode,
+    encoded_body,
+    response_bytes,
+    wait_until,
+)
 
 from starlette_agent import Agent, DecodingError, ResponseTooLarge
 
@@ -49,6 +58,28 @@ async def test_stacked_codings_are_undone_from_the_last_applied(
         response = await agent.get(f"{server.url}/encoded/{codings}")
     assert response.headers["content-encoding"] == codings.replace(",", ", ")
     assert response.content == EXPECTED
+
+
+async def test_codings_in_several_content_encoding_headers_are_all_undone(
+    raw_server: RawServer,
+) -> None:
+    """``Content-Encoding: gzip`` then ``Content-Encoding: br`` on two lines is one list, as
+    if joined by commas (RFC 9110 5.3)."""
+    body = encode(EXPECTED, ["gzip", "br"])
+    headers = [("Content-Encoding", "gzip"), ("Content-Encoding", "br")]
+
+    async def handler(conn: RawConnection) -> None:
+        while await conn.read_request() is not None:
+            await conn.send(response_bytes(body, headers=headers))
+
+    raw_server.handler = handler
+    async with Agent() as agent:
+        response = await agent.get(raw_server.url)
+        async with agent.stream("GET", raw_server.url) as streamed:
+            pieces = [piece async for piece in streamed.aiter_bytes()]
+    assert response.headers.getlist("content-encoding") == ["gzip", "br"]
+    assert response.content == b"".join(pieces) == EXPECTED
+    assert raw_server.stats.opened == 1
 
 
 @pytest.mark.parametrize("coding", CODINGS)
