@@ -17,13 +17,22 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from types import TracebackType
-from typing import Unpack
+from typing import Any, Unpack
 
 import anyio
 from starlette.datastructures import Headers
 
 from ._address_guard import AddressGuard
-from ._arguments import RequestArgs, RequestParts, split_arguments
+from ._arguments import (
+    AuthTypes,
+    ContentTypes,
+    FormTypes,
+    HeaderTypes,
+    ParamTypes,
+    RequestParts,
+    checked_follow_redirects,
+    naming_the_argument_meant,
+)
 from ._connect import open_connection
 from ._connection import Connection, ConnectionLostBeforeResponse, Timeouts
 from ._defaults import build_request
@@ -195,14 +204,40 @@ class Agent:
                 raise self._closed_error(request.origin) from exc
             raise
 
-    async def request(self, method: str, url: str, **arguments: Unpack[RequestArgs]) -> Response:
+    @naming_the_argument_meant
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: HeaderTypes | None = None,
+        content: ContentTypes | None = None,
+        json: Any = None,
+        data: FormTypes | None = None,
+        params: ParamTypes | None = None,
+        auth: AuthTypes | None = None,
+        timeout: float | Timeouts | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        follow_redirects: bool | None = None,
+    ) -> Response:
         """Send a request and read its whole response; the socket is back in the pool on return.
 
         ``build_request()`` then ``dispatch()`` then ``aread()``; with ``follow_redirects``
         (None: the agent's own), each redirect is dispatched in turn and the earlier responses
-        are in ``response.history``. The arguments are ``build_request``'s.
+        are in ``response.history``. The other arguments are ``build_request``'s. A misspelt
+        argument is an ``InvalidOptionType`` (a ``TypeError``) naming the one meant.
         """
-        response = await self._send_with_redirects(method, url, arguments)
+        parts: RequestParts = {
+            "headers": headers,
+            "content": content,
+            "json": json,
+            "data": data,
+            "params": params,
+            "auth": auth,
+            "timeout": timeout,
+            "ssl_context": ssl_context,
+        }
+        response = await self._send_with_redirects(method, url, parts, follow_redirects)
         try:
             await response.aread()
         except BaseException:
@@ -210,37 +245,232 @@ class Agent:
             raise
         return response
 
-    async def get(self, url: str, **arguments: Unpack[RequestArgs]) -> Response:
+    @naming_the_argument_meant
+    async def get(
+        self,
+        url: str,
+        *,
+        headers: HeaderTypes | None = None,
+        content: ContentTypes | None = None,
+        json: Any = None,
+        data: FormTypes | None = None,
+        params: ParamTypes | None = None,
+        auth: AuthTypes | None = None,
+        timeout: float | Timeouts | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        follow_redirects: bool | None = None,
+    ) -> Response:
         """``request("GET", url, ...)``."""
-        return await self.request("GET", url, **arguments)
+        return await self.request(
+            "GET",
+            url,
+            headers=headers,
+            content=content,
+            json=json,
+            data=data,
+            params=params,
+            auth=auth,
+            timeout=timeout,
+            ssl_context=ssl_context,
+            follow_redirects=follow_redirects,
+        )
 
-    async def head(self, url: str, **arguments: Unpack[RequestArgs]) -> Response:
+    @naming_the_argument_meant
+    async def head(
+        self,
+        url: str,
+        *,
+        headers: HeaderTypes | None = None,
+        content: ContentTypes | None = None,
+        json: Any = None,
+        data: FormTypes | None = None,
+        params: ParamTypes | None = None,
+        auth: AuthTypes | None = None,
+        timeout: float | Timeouts | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        follow_redirects: bool | None = None,
+    ) -> Response:
         """``request("HEAD", url, ...)``."""
-        return await self.request("HEAD", url, **arguments)
+        return await self.request(
+            "HEAD",
+            url,
+            headers=headers,
+            content=content,
+            json=json,
+            data=data,
+            params=params,
+            auth=auth,
+            timeout=timeout,
+            ssl_context=ssl_context,
+            follow_redirects=follow_redirects,
+        )
 
-    async def options(self, url: str, **arguments: Unpack[RequestArgs]) -> Response:
+    @naming_the_argument_meant
+    async def options(
+        self,
+        url: str,
+        *,
+        headers: HeaderTypes | None = None,
+        content: ContentTypes | None = None,
+        json: Any = None,
+        data: FormTypes | None = None,
+        params: ParamTypes | None = None,
+        auth: AuthTypes | None = None,
+        timeout: float | Timeouts | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        follow_redirects: bool | None = None,
+    ) -> Response:
         """``request("OPTIONS", url, ...)``."""
-        return await self.request("OPTIONS", url, **arguments)
+        return await self.request(
+            "OPTIONS",
+            url,
+            headers=headers,
+            content=content,
+            json=json,
+            data=data,
+            params=params,
+            auth=auth,
+            timeout=timeout,
+            ssl_context=ssl_context,
+            follow_redirects=follow_redirects,
+        )
 
-    async def post(self, url: str, **arguments: Unpack[RequestArgs]) -> Response:
+    @naming_the_argument_meant
+    async def post(
+        self,
+        url: str,
+        *,
+        headers: HeaderTypes | None = None,
+        content: ContentTypes | None = None,
+        json: Any = None,
+        data: FormTypes | None = None,
+        params: ParamTypes | None = None,
+        auth: AuthTypes | None = None,
+        timeout: float | Timeouts | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        follow_redirects: bool | None = None,
+    ) -> Response:
         """``request("POST", url, ...)``."""
-        return await self.request("POST", url, **arguments)
+        return await self.request(
+            "POST",
+            url,
+            headers=headers,
+            content=content,
+            json=json,
+            data=data,
+            params=params,
+            auth=auth,
+            timeout=timeout,
+            ssl_context=ssl_context,
+            follow_redirects=follow_redirects,
+        )
 
-    async def put(self, url: str, **arguments: Unpack[RequestArgs]) -> Response:
+    @naming_the_argument_meant
+    async def put(
+        self,
+        url: str,
+        *,
+        headers: HeaderTypes | None = None,
+        content: ContentTypes | None = None,
+        json: Any = None,
+        data: FormTypes | None = None,
+        params: ParamTypes | None = None,
+        auth: AuthTypes | None = None,
+        timeout: float | Timeouts | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        follow_redirects: bool | None = None,
+    ) -> Response:
         """``request("PUT", url, ...)``."""
-        return await self.request("PUT", url, **arguments)
+        return await self.request(
+            "PUT",
+            url,
+            headers=headers,
+            content=content,
+            json=json,
+            data=data,
+            params=params,
+            auth=auth,
+            timeout=timeout,
+            ssl_context=ssl_context,
+            follow_redirects=follow_redirects,
+        )
 
-    async def patch(self, url: str, **arguments: Unpack[RequestArgs]) -> Response:
+    @naming_the_argument_meant
+    async def patch(
+        self,
+        url: str,
+        *,
+        headers: HeaderTypes | None = None,
+        content: ContentTypes | None = None,
+        json: Any = None,
+        data: FormTypes | None = None,
+        params: ParamTypes | None = None,
+        auth: AuthTypes | None = None,
+        timeout: float | Timeouts | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        follow_redirects: bool | None = None,
+    ) -> Response:
         """``request("PATCH", url, ...)``."""
-        return await self.request("PATCH", url, **arguments)
+        return await self.request(
+            "PATCH",
+            url,
+            headers=headers,
+            content=content,
+            json=json,
+            data=data,
+            params=params,
+            auth=auth,
+            timeout=timeout,
+            ssl_context=ssl_context,
+            follow_redirects=follow_redirects,
+        )
 
-    async def delete(self, url: str, **arguments: Unpack[RequestArgs]) -> Response:
+    @naming_the_argument_meant
+    async def delete(
+        self,
+        url: str,
+        *,
+        headers: HeaderTypes | None = None,
+        content: ContentTypes | None = None,
+        json: Any = None,
+        data: FormTypes | None = None,
+        params: ParamTypes | None = None,
+        auth: AuthTypes | None = None,
+        timeout: float | Timeouts | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        follow_redirects: bool | None = None,
+    ) -> Response:
         """``request("DELETE", url, ...)``."""
-        return await self.request("DELETE", url, **arguments)
+        return await self.request(
+            "DELETE",
+            url,
+            headers=headers,
+            content=content,
+            json=json,
+            data=data,
+            params=params,
+            auth=auth,
+            timeout=timeout,
+            ssl_context=ssl_context,
+            follow_redirects=follow_redirects,
+        )
 
+    @naming_the_argument_meant
     @asynccontextmanager
     async def stream(
-        self, method: str, url: str, **arguments: Unpack[RequestArgs]
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: HeaderTypes | None = None,
+        content: ContentTypes | None = None,
+        json: Any = None,
+        data: FormTypes | None = None,
+        params: ParamTypes | None = None,
+        auth: AuthTypes | None = None,
+        timeout: float | Timeouts | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        follow_redirects: bool | None = None,
     ) -> AsyncIterator[Response]:
         """Send a request and yield its response before the body is read: ``dispatch()``
         (once per redirect followed), then the block, then ``aclose()``.
@@ -250,15 +480,27 @@ class Agent:
         socket (it cannot carry another request mid-body); a fully read body returns the socket
         to the pool. The arguments are ``request()``'s.
         """
-        response = await self._send_with_redirects(method, url, arguments)
+        parts: RequestParts = {
+            "headers": headers,
+            "content": content,
+            "json": json,
+            "data": data,
+            "params": params,
+            "auth": auth,
+            "timeout": timeout,
+            "ssl_context": ssl_context,
+        }
+        response = await self._send_with_redirects(method, url, parts, follow_redirects)
         try:
             yield response
         finally:
             await response.aclose()
 
-    async def _send_with_redirects(self, method: str, url: str, arguments: RequestArgs) -> Response:
+    async def _send_with_redirects(
+        self, method: str, url: str, parts: RequestParts, follow_redirects: bool | None
+    ) -> Response:
         """The response to ``request()``'s arguments, redirects followed as asked, body unread."""
-        parts, follow = split_arguments(arguments)
+        follow = checked_follow_redirects(follow_redirects)
         request = self.build_request(method, url, **parts)
         if follow is None:
             follow = self.config.follow_redirects

@@ -1,20 +1,23 @@
-"""The keyword arguments of a request, written once.
+"""The keyword arguments of a request, and what checks them.
 
-``RequestParts`` is what a ``Request`` is made of (``Request(...)``, ``agent.build_request``);
-``RequestArgs`` adds what sending does with it (``follow_redirects``), for ``agent.request``,
-the verbs, ``agent.stream`` and the module-level ``request``. Being ``TypedDict``\\ s taken with
-``Unpack``, they give every one of those calls the same typed signature, so a type checker
-catches ``agent.get(url, parms={...})``; at run time ``check_arguments`` catches it, naming the
-argument meant. The encoders turn ``params``, ``data`` and ``auth`` into bytes.
+``agent.request``, the verbs, ``agent.stream`` and the module-level ``request`` take the same
+explicit keyword-only arguments, so a type checker catches ``agent.get(url, parms={...})``;
+``RequestArgs`` names that set as a ``TypedDict`` (for a wrapper's ``Unpack[RequestArgs]``).
+``RequestParts`` is the part of it a ``Request`` is made of (``Request(...)``,
+``agent.build_request``), which take it with ``Unpack``. At run time a misspelt argument is an
+``InvalidOptionType`` naming the one meant (``naming_the_argument_meant``, ``check_arguments``).
+The encoders turn ``params``, ``data`` and ``auth`` into bytes.
 """
 
 from __future__ import annotations
 
 import base64
 import difflib
+import functools
+import inspect
 import ssl
-from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
-from typing import Any, TypeAlias, TypedDict
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
+from typing import Any, ParamSpec, TypeAlias, TypedDict, TypeVar, cast
 from urllib.parse import quote, quote_plus, urlsplit, urlunsplit
 
 from ._connection import Timeouts
@@ -30,8 +33,9 @@ __all__ = [
     "RequestParts",
     "basic_authorization",
     "check_arguments",
+    "checked_follow_redirects",
     "encode_form",
-    "split_arguments",
+    "naming_the_argument_meant",
     "with_params",
 ]
 
@@ -85,36 +89,76 @@ def check_arguments(arguments: Mapping[str, Any], *, sending: bool) -> None:
         if name in allowed:
             continue
         if name in _ARGS:
-            message = (
+            raise InvalidOptionType(
                 f"{name} is an argument of request(), stream() and the verbs, which send the "
                 "request and follow its redirects; dispatch() sends exactly the request it is "
-                "given"
+                "given",
+                option=name,
             )
-        else:
-            close = difflib.get_close_matches(name, sorted(allowed), n=1, cutoff=0.6)
-            hint = (
-                f"did you mean {close[0]!r}?" if close else f"the arguments are: {_listed(allowed)}"
-            )
-            message = f"unknown request argument {name!r}; {hint}"
-        raise InvalidOptionType(message, option=name)
+        raise _unknown(name, [n for n in RequestArgs.__annotations__ if n in allowed])
 
 
-def split_arguments(arguments: RequestArgs) -> tuple[RequestParts, bool | None]:
-    """``(the request's parts, follow_redirects)``, after checking every name."""
-    check_arguments(arguments, sending=True)
-    parts: dict[str, Any] = dict(arguments)
-    follow = parts.pop("follow_redirects", None)
+def _unknown(name: str, allowed: list[str]) -> InvalidOptionType:
+    close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}?" if close else f"the arguments are: {', '.join(allowed)}"
+    return InvalidOptionType(f"unknown request argument {name!r}; {hint}", option=name)
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def naming_the_argument_meant(function: Callable[_P, _R]) -> Callable[_P, _R]:
+    """``function``, whose keyword arguments are explicit, with a misspelt keyword refused as
+    ``InvalidOptionType`` (also a ``TypeError``) naming the argument meant, rather than Python's
+    bare "unexpected keyword argument".
+
+    Only a call that Python itself refuses is looked at: calling an ``async def`` (or an
+    ``asynccontextmanager``) binds its arguments before any of its code runs, so a
+    ``TypeError`` raised by the call is about the arguments, and the checks cost nothing
+    otherwise.
+    """
+    parameters = inspect.signature(function).parameters.values()
+    keywords = [p.name for p in parameters if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    allowed = [name for name in keywords if name not in ("self", "method", "url")]
+
+    def refuse_unknown(given: Mapping[str, object]) -> None:
+        for name in given:
+            if name not in keywords:
+                raise _unknown(name, allowed) from None
+
+    if inspect.iscoroutinefunction(function):
+
+        @functools.wraps(function)
+        async def call_async(*args: Any, **kwargs: Any) -> Any:
+            try:
+                coroutine = function(*args, **kwargs)
+            except TypeError:
+                refuse_unknown(kwargs)
+                raise
+            return await coroutine
+
+        return cast("Callable[_P, _R]", call_async)
+
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except TypeError:
+            refuse_unknown(kwargs)
+            raise
+
+    return cast("Callable[_P, _R]", call)
+
+
+def checked_follow_redirects(follow: object) -> bool | None:
+    """``follow_redirects`` as given, or ``InvalidOptionType`` when it is no bool or None."""
     if follow is not None and not isinstance(follow, bool):
         raise InvalidOptionType(
             f"follow_redirects must be True, False or None (the agent's), got {follow!r}",
             option="follow_redirects",
         )
-    return parts, follow  # type: ignore[return-value]
-
-
-def _listed(names: Iterable[str]) -> str:
-    order = list(RequestArgs.__annotations__)
-    return ", ".join(sorted(names, key=order.index))
+    return follow
 
 
 # --------------------------------------------------------------------------- encoders

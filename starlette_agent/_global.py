@@ -8,11 +8,20 @@ and is forgotten, so a process that runs many loops one after another keeps none
 
 from __future__ import annotations
 
+import ssl
 import weakref
-from typing import Literal, Unpack
+from typing import Any, Literal
 
 from ._agent import Agent
-from ._arguments import RequestArgs
+from ._arguments import (
+    AuthTypes,
+    ContentTypes,
+    FormTypes,
+    HeaderTypes,
+    ParamTypes,
+    naming_the_argument_meant,
+)
+from ._connection import Timeouts
 from ._errors import AgentError, InvalidOptionType
 from ._eventloop import current_loop
 from ._response import Response
@@ -36,22 +45,56 @@ def global_agent() -> Agent:
     return agent
 
 
+@naming_the_argument_meant
 async def request(
     method: str,
     url: str,
     *,
     agent: Agent | Literal[False] | None = None,
-    **arguments: Unpack[RequestArgs],
+    headers: HeaderTypes | None = None,
+    content: ContentTypes | None = None,
+    json: Any = None,
+    data: FormTypes | None = None,
+    params: ParamTypes | None = None,
+    auth: AuthTypes | None = None,
+    timeout: float | Timeouts | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    follow_redirects: bool | None = None,
 ) -> Response:
     """Send one request and read its response. ``agent=None``: the global agent;
     ``agent=False``: a one-shot socket, sent with ``Connection: close`` and closed after the
-    response; or an ``Agent`` of yours. The arguments are ``Agent.request``'s.
+    response; or an ``Agent`` of yours. The other arguments are ``Agent.request``'s.
     """
-    if agent is None:
-        return await global_agent().request(method, url, **arguments)
     if agent is False:
         async with Agent(keep_alive=False) as one_shot:
-            return await one_shot.request(method, url, **arguments)
-    if not isinstance(agent, Agent):
+            return await request(
+                method,
+                url,
+                agent=one_shot,
+                headers=headers,
+                content=content,
+                json=json,
+                data=data,
+                params=params,
+                auth=auth,
+                timeout=timeout,
+                ssl_context=ssl_context,
+                follow_redirects=follow_redirects,
+            )
+    if agent is None:
+        agent = global_agent()
+    elif not isinstance(agent, Agent):
         raise InvalidOptionType(f"agent must be an Agent, None or False, got {agent!r}")
-    return await agent.request(method, url, **arguments)
+    return await agent.request(
+        method,
+        url,
+        headers=headers,
+        content=content,
+        json=json,
+        data=data,
+        params=params,
+        auth=auth,
+        timeout=timeout,
+        ssl_context=ssl_context,
+        follow_redirects=follow_redirects,
+    )

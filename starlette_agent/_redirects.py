@@ -13,16 +13,17 @@ What a hop sends (RFC 9110 15.4, and what browsers and httpx do):
 * A change of origin (scheme, host or port) drops ``Authorization``, ``Cookie`` and
   ``Proxy-Authorization``, and the ``Host`` header, which is then the new URL's.
 * https to http is refused unless the agent's ``allow_https_downgrade`` is on.
-* A relative ``Location`` is resolved against the URL of the request that got it; credentials
-  in a ``Location`` (``http://user:pass@host/``) are dropped: the server does not choose what
-  the client authenticates with.
+* A relative ``Location`` is resolved against the URL of the request that got it; one without
+  a fragment keeps the request's. Spaces and non-ASCII characters in it (read as UTF-8) are
+  percent-encoded. Credentials in a ``Location`` (``http://user:pass@host/``) are dropped: the
+  server does not choose what the client authenticates with.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterable
 from typing import TYPE_CHECKING
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
 from ._errors import InvalidRequest, RedirectError, TooManyRedirects
 from ._request import Request
@@ -45,6 +46,8 @@ _BODY_HEADERS = frozenset(
 # Set again by the new Request for its own body.
 _FRAMING_HEADERS = frozenset({b"content-length", b"transfer-encoding"})
 _METHOD_TO_GET = frozenset({301, 302, 303})
+# RFC 3986's reserved characters, and "%" so that what is already percent-encoded stays so.
+_URL_SAFE = "!#$%&'()*+,/:;=?@[]~"
 
 
 async def send(agent: Agent, request: Request, *, follow_redirects: bool) -> Response:
@@ -72,9 +75,9 @@ async def send(agent: Agent, request: Request, *, follow_redirects: bool) -> Res
 def next_request(request: Request, response: Response, *, allow_downgrade: bool) -> Request:
     """The request a redirect ``response`` to ``request`` asks for, or ``RedirectError``."""
     origin = str(request.origin)
-    location = response.headers["location"]
+    location = _location(response)
     try:
-        url = _without_credentials(urljoin(request.url, location))
+        url = _with_fragment(_without_credentials(urljoin(request.url, location)), request.url)
         target = parse_url(url).origin
     except (InvalidRequest, ValueError) as exc:
         raise RedirectError(
@@ -124,6 +127,33 @@ def next_request(request: Request, response: Response, *, allow_downgrade: bool)
             response=response,
             origin=origin,
         ) from exc
+
+
+def _location(response: Response) -> str:
+    """The ``Location`` as a URL that can be sent: read as UTF-8 (how servers write a path that
+    is not ASCII) when it is valid UTF-8, and with what a request line cannot carry (spaces,
+    non-ASCII) percent-encoded in its path, query and fragment, as browsers and httpx do."""
+    raw = response.headers["location"].encode("latin-1")
+    try:
+        location = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        location = raw.decode("latin-1")
+    parts = urlsplit(location)
+    return urlunsplit(
+        parts._replace(
+            path=quote(parts.path, safe=_URL_SAFE),
+            query=quote(parts.query, safe=_URL_SAFE),
+            fragment=quote(parts.fragment, safe=_URL_SAFE),
+        )
+    )
+
+
+def _with_fragment(url: str, previous: str) -> str:
+    # RFC 9110 10.2.2: a Location without a fragment keeps the one of the request's URL.
+    if "#" in url:
+        return url
+    fragment = urlsplit(previous).fragment
+    return f"{url}#{fragment}" if fragment else url
 
 
 def _without_credentials(url: str) -> str:

@@ -293,7 +293,9 @@ class Response:
         """The body as it arrives, decoded in bounded pieces; the bytes received count against
         ``limit`` too."""
         body = self._take_body()
-        encoding = self.headers.get("content-encoding", "") if self._decompress else ""
+        # Several Content-Encoding lines are one list, as if joined by commas (RFC 9110 5.3).
+        codings = self.headers.getlist("content-encoding") if self._decompress else []
+        encoding = ", ".join(codings)
         decoder = decoder_for(encoding) if encoding else None
         self._content_decoded = decoder is not None
         cap = math.inf if limit is None else limit

@@ -32,6 +32,7 @@ from ._connection import Timeouts
 from ._errors import (
     AgentError,
     AgentTimeout,
+    BlockedAddress,
     ConnectError,
     ConnectTimeout,
     InvalidOptionType,
@@ -83,7 +84,8 @@ ERROR_MAP: tuple[tuple[type[AgentError], str], ...] = (
     (PoolTimeout, "PoolTimeout"),
     (AgentTimeout, "TimeoutException"),
     (ProxyError, "ProxyError"),
-    (ConnectError, "ConnectError"),  # BlockedAddress too: nothing was sent
+    (ConnectError, "ConnectError"),
+    (BlockedAddress, "ConnectError"),  # refused before connecting: nothing was sent
     (RemoteProtocolError, "RemoteProtocolError"),
     (RequestBodyError, "LocalProtocolError"),
     (InvalidRequest, "LocalProtocolError"),

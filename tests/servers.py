@@ -337,7 +337,8 @@ async def echo_app(scope: Any, receive: Any, send: Any) -> None:
 
     ``/echo``: method, path, query, headers, body and the ``connection`` header, as JSON.
     ``/peer[?delay=s]``: the client port. ``/id/{token}[?delay=s]``: the token, as the body
-    (a caller can tell that the answer is its own). ``/status/{code}``.
+    (a caller can tell that the answer is its own). ``/status/{code}[?encoding=c]`` (with a
+    ``Content-Encoding: c`` header).
     ``/bytes/{n}``: n bytes of ``x``.
     ``/stream/{n}``: a chunked body of n chunks ``chunk-{i}\\n``. ``/slow?delay=s``.
     ``/keepalive-hint?timeout=N[&max=M]``: a ``Keep-Alive: [max=M, ]timeout=N`` header.
@@ -383,7 +384,9 @@ async def echo_app(scope: Any, receive: Any, send: Any) -> None:
     elif path.startswith("/status/"):
         await _read_body(receive)
         status = int(path.rsplit("/", 1)[1])
-        await _send(send, status, b"" if status in (204, 304) else f"status {status}".encode())
+        body = b"" if status in (204, 304) else f"status {status}".encode()
+        coding = query.get("encoding")  # a Content-Encoding header, the body left as it is
+        await _send(send, status, body, [(b"content-encoding", coding.encode())] if coding else [])
     elif path.startswith("/bytes/"):
         await _read_body(receive)
         await _send(send, 200, b"x" * int(path.rsplit("/", 1)[1]))
@@ -440,7 +443,8 @@ async def echo_app(scope: Any, receive: Any, send: Any) -> None:
     elif path.startswith("/redirect/"):
         await _read_body(receive)
         status = int(path.rsplit("/", 1)[1])
-        location = query.get("to", "/echo").encode("latin-1")
+        # As servers write it: a Location that is not ASCII goes out in UTF-8.
+        location = query.get("to", "/echo").encode("utf-8")
         body = b"r" * int(query.get("body", "0"))
         await _send(send, status, body, [(b"location", location)])
     elif path.startswith("/chain/"):

@@ -4,6 +4,7 @@ agent's ``base_url`` and default headers, and a typo caught by mypy and at run t
 from __future__ import annotations
 
 import base64
+import inspect
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,30 @@ async def test_bad_arguments_are_refused_before_any_io(
     assert server.stats.opened == 0
 
 
+@pytest.mark.parametrize(
+    "timeout", ["5", [5], {"read": 1}, True, -1, 0, float("nan"), float("inf")], ids=repr
+)
+async def test_a_timeout_other_than_seconds_is_refused_before_any_io(
+    server: UvicornServer, timeout: Any
+) -> None:
+    async with Agent() as agent:
+        calls = [
+            lambda: agent.get(f"{server.url}/echo", timeout=timeout),
+            lambda: agent.request("POST", f"{server.url}/echo", json={}, timeout=timeout),
+            lambda: starlette_agent.request("GET", server.url, agent=agent, timeout=timeout),
+        ]
+        for call in calls:
+            with pytest.raises(InvalidOption, match="timeout must be a number of seconds > 0"):
+                await call()
+        with pytest.raises(InvalidOption, match="timeout must be"):
+            async with agent.stream("GET", server.url, timeout=timeout):
+                pass  # pragma: no cover
+        with pytest.raises(InvalidOption, match="timeout must be"):
+            agent.build_request("GET", server.url, timeout=timeout)
+        assert agent.stats().requests == 0
+    assert server.stats.opened == 0
+
+
 # ------------------------------------------------------------------ typed arguments, typos
 
 
@@ -129,7 +154,7 @@ async def test_bad_arguments_are_refused_before_any_io(
         ("header", "did you mean 'headers'?"),
         ("follow_redirect", "did you mean 'follow_redirects'?"),
         ("timeout_seconds", "did you mean 'timeout'?"),
-        ("files", "the arguments are: headers, content, json, data, params, auth, timeout"),
+        ("files", "headers, content, json, data, params, auth, timeout, ssl_context, follow_"),
     ],
 )
 async def test_a_misspelt_argument_is_refused_naming_the_one_meant(
@@ -165,7 +190,9 @@ async def test_building_a_request_follows_no_redirect() -> None:
             await agent.get("http://example.test/", follow_redirects="yes")  # type: ignore[arg-type]
 
 
-def test_every_verb_takes_the_same_typed_arguments() -> None:
+def test_every_verb_takes_the_same_explicit_keyword_arguments() -> None:
+    """No ``**kwargs``: each argument is a keyword-only parameter of its own, with the same
+    type and default everywhere, so help(), an editor and a type checker all see them."""
     parts = set(RequestParts.__optional_keys__)
     assert parts == {
         "headers",
@@ -178,11 +205,32 @@ def test_every_verb_takes_the_same_typed_arguments() -> None:
         "ssl_context",
     }
     assert set(RequestArgs.__optional_keys__) == parts | {"follow_redirects"}
-    for verb in ("request", "get", "head", "options", "post", "put", "patch", "delete", "stream"):
-        hints = getattr(Agent, verb).__annotations__
-        assert hints["arguments"] == "Unpack[RequestArgs]", verb
-    assert starlette_agent.request.__annotations__["arguments"] == "Unpack[RequestArgs]"
+    expected = [
+        inspect.Parameter(
+            name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=kind.__forward_arg__
+        )
+        for name, kind in RequestArgs.__annotations__.items()
+    ]
+    for verb in ("get", "head", "options", "post", "put", "patch", "delete"):
+        parameters = list(inspect.signature(getattr(Agent, verb)).parameters.values())
+        assert [p.name for p in parameters[:2]] == ["self", "url"], verb
+        assert parameters[2:] == expected, verb
+    for sending in (Agent.request, Agent.stream):
+        parameters = list(inspect.signature(sending).parameters.values())
+        assert [p.name for p in parameters[:3]] == ["self", "method", "url"]
+        assert parameters[3:] == expected, sending
+    parameters = list(inspect.signature(starlette_agent.request).parameters.values())
+    assert [p.name for p in parameters[:3]] == ["method", "url", "agent"]
+    assert parameters[3:] == expected
     assert Agent.build_request.__annotations__["parts"] == "Unpack[RequestParts]"
+
+
+async def test_the_verbs_stay_coroutine_functions() -> None:
+    for verb in ("request", "get", "head", "options", "post", "put", "patch", "delete"):
+        assert inspect.iscoroutinefunction(getattr(Agent, verb)), verb
+    assert inspect.iscoroutinefunction(starlette_agent.request)
+    with pytest.raises(TypeError, match="missing 1 required positional argument: 'url'"):
+        await Agent().get()  # type: ignore[call-arg]  # Python's own message, as it was
 
 
 # ------------------------------------------------------------------ base_url, default headers

@@ -8,7 +8,16 @@ import tracemalloc
 
 import pytest
 from helpers import assert_settled
-from servers import UvicornServer, bomb, encode, encoded_body, wait_until
+from servers import (
+    RawConnection,
+    RawServer,
+    UvicornServer,
+    bomb,
+    encode,
+    encoded_body,
+    response_bytes,
+    wait_until,
+)
 
 from starlette_agent import Agent, DecodingError, ResponseTooLarge
 
@@ -49,6 +58,28 @@ async def test_stacked_codings_are_undone_from_the_last_applied(
         response = await agent.get(f"{server.url}/encoded/{codings}")
     assert response.headers["content-encoding"] == codings.replace(",", ", ")
     assert response.content == EXPECTED
+
+
+async def test_codings_in_several_content_encoding_headers_are_all_undone(
+    raw_server: RawServer,
+) -> None:
+    """``Content-Encoding: gzip`` then ``Content-Encoding: br`` on two lines is one list, as
+    if joined by commas (RFC 9110 5.3)."""
+    body = encode(EXPECTED, ["gzip", "br"])
+    headers = [("Content-Encoding", "gzip"), ("Content-Encoding", "br")]
+
+    async def handler(conn: RawConnection) -> None:
+        while await conn.read_request() is not None:
+            await conn.send(response_bytes(body, headers=headers))
+
+    raw_server.handler = handler
+    async with Agent() as agent:
+        response = await agent.get(raw_server.url)
+        async with agent.stream("GET", raw_server.url) as streamed:
+            pieces = [piece async for piece in streamed.aiter_bytes()]
+    assert response.headers.getlist("content-encoding") == ["gzip", "br"]
+    assert response.content == b"".join(pieces) == EXPECTED
+    assert raw_server.stats.opened == 1
 
 
 @pytest.mark.parametrize("coding", CODINGS)
@@ -128,8 +159,29 @@ async def test_corrupt_or_cut_short_data_raises_decoding_error(
         assert server.url in str(caught.value)
         assert isinstance(caught.value.__cause__, DecodingError)
         assert_settled(agent)
+        if not cut:  # refused mid-body: the rest was never read, so the socket is closed
+            assert agent.stats().idle == 0
+            assert await wait_until(lambda: server.stats.closed == 1)
         # The agent goes on working.
         assert (await agent.get(f"{server.url}/encoded/{coding}")).content == EXPECTED
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "br", "zstd"])
+async def test_a_response_without_a_body_decodes_to_nothing(
+    server: UvicornServer, coding: str
+) -> None:
+    """HEAD, 204 and 304 carry the Content-Encoding their body would have had, and no body."""
+    async with Agent() as agent:
+        head = await agent.head(f"{server.url}/encoded/{coding}")
+        assert head.headers["content-encoding"] == coding
+        assert int(head.headers["content-length"]) > 0
+        for status in (204, 304):
+            response = await agent.get(f"{server.url}/status/{status}?encoding={coding}")
+            assert (response.status, response.content, response.text) == (status, b"", "")
+            assert response.headers["content-encoding"] == coding
+        assert (head.content, head.text) == (b"", "")
+        assert agent.stats().idle == 1  # each body ended at once: the socket was reused
+    assert (server.stats.opened, server.stats.requests) == (1, 3)
 
 
 async def test_decompress_off_gives_the_body_as_sent_and_asks_for_no_coding(

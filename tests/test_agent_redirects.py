@@ -192,6 +192,34 @@ async def test_a_relative_location_is_resolved_against_the_request_url(
     assert response.url == f"{server.url}/echo?x=1"
 
 
+async def test_a_location_in_utf8_or_with_spaces_is_percent_encoded(
+    server: UvicornServer,
+) -> None:
+    """Servers write a non-ASCII Location in UTF-8 and leave spaces in it; httpx and browsers
+    follow it, percent-encoding what a request line cannot carry."""
+    async with Agent(follow_redirects=True) as agent:
+        response = await agent.get(redirect(server, 302, "/café au lait?q=a b&r=ü"))
+        echoed = await agent.get(redirect(server, 302, "/echo?q=a b&r=ü"))
+    assert response.request.target == b"/caf%C3%A9%20au%20lait?q=a%20b&r=%C3%BC"
+    assert response.url == f"{server.url}/caf%C3%A9%20au%20lait?q=a%20b&r=%C3%BC"
+    assert (response.status, response.history[0].status) == (404, 302)  # no such page: followed
+    assert sent(echoed)["query"] == "q=a%20b&r=%C3%BC"
+    assert server.stats.request_lines[:2] == ["GET /redirect/302", "GET /café au lait"]
+
+
+async def test_a_fragment_is_never_sent_and_carries_over_a_location_without_one(
+    server: UvicornServer,
+) -> None:
+    """RFC 9110 10.2.2: a Location without a fragment inherits the request's."""
+    async with Agent(follow_redirects=True) as agent:
+        kept = await agent.get(redirect(server, 302, "/echo") + "#section-2")
+        own = await agent.get(redirect(server, 302, "/echo#top") + "#section-2")
+    assert kept.url == f"{server.url}/echo#section-2"
+    assert own.url == f"{server.url}/echo#top"
+    assert kept.request.target == own.request.target == b"/echo"
+    assert server.stats.request_lines == ["GET /redirect/302", "GET /echo"] * 2
+
+
 async def test_https_to_http_is_refused_unless_allowed(
     tls_server: UvicornServer, server: UvicornServer, tls: TLSFiles
 ) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from types import ModuleType
 from typing import Annotated, Any
@@ -29,11 +31,24 @@ from starlette.requests import Request as StarletteRequest
 
 from starlette_agent import (
     Agent,
+    AgentClosed,
+    AgentError,
     AgentMiddleware,
     AgentOptions,
+    AgentTimeout,
+    BlockedAddress,
+    ConnectError,
     ConnectTimeout,
+    InvalidRequest,
+    PoolTimeout,
+    ProxyError,
     ReadTimeout,
     RemoteProtocolError,
+    Request,
+    RequestBodyError,
+    Response,
+    ResponseTooLarge,
+    WriteTimeout,
 )
 from starlette_agent.fastapi import AgentDep
 from starlette_agent.httpx import AgentTransport
@@ -204,6 +219,132 @@ async def test_a_connect_timeout_becomes_the_librarys(library: ModuleType) -> No
         with pytest.raises(library.ConnectTimeout) as caught:
             await http.get("http://upstream.test/", timeout=library.Timeout(5, connect=0.05))
         assert isinstance(caught.value.__cause__, ConnectTimeout)
+
+
+async def test_a_read_timeout_mid_body_becomes_the_librarys(
+    library: ModuleType, server: UvicornServer
+) -> None:
+    async with Agent() as agent, client(library, agent) as http:
+        timeout = library.Timeout(5, read=0.1)
+        chunks: list[bytes] = []
+        url = f"{server.url}/stream/5?interval=1"
+        with pytest.raises(library.ReadTimeout) as caught:
+            async with http.stream("GET", url, timeout=timeout) as r:
+                async for chunk in r.aiter_bytes():
+                    chunks.append(chunk)
+        assert chunks == [b"chunk-0\n"]  # the head and a first chunk came: timed out mid-body
+        assert isinstance(caught.value.__cause__, ReadTimeout)
+        stats = agent.stats()
+        assert (stats.active, stats.idle, stats.connections_closed) == (0, 0, 1)
+    assert await wait_until(lambda: server.stats.closed == 1)
+
+
+class FailingAgent(Agent):
+    """An agent whose every request fails with ``error``, at the public seam."""
+
+    def __init__(self, error: AgentError) -> None:
+        super().__init__()
+        self.error = error
+
+    async def dispatch(self, request: Request) -> Response:
+        raise self.error
+
+
+ORIGIN = "http://upstream.test:80"
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (ConnectTimeout("connect", origin=ORIGIN), "ConnectTimeout"),
+        (ReadTimeout("read", origin=ORIGIN), "ReadTimeout"),
+        (WriteTimeout("write", origin=ORIGIN), "WriteTimeout"),
+        (PoolTimeout("pool", origin=ORIGIN), "PoolTimeout"),
+        (AgentTimeout("some phase", origin=ORIGIN), "TimeoutException"),
+        (ProxyError("refused", proxy="http://proxy.test:3128", status=407), "ProxyError"),
+        (ConnectError("refused", origin=ORIGIN), "ConnectError"),
+        (BlockedAddress("blocked", host="upstream.test", address="10.0.0.1"), "ConnectError"),
+        (RemoteProtocolError("garbage", origin=ORIGIN), "RemoteProtocolError"),
+        (RequestBodyError("short body", origin=ORIGIN), "LocalProtocolError"),
+        (InvalidRequest("bad header"), "LocalProtocolError"),
+        (AgentClosed("closed", origin=ORIGIN), "TransportError"),
+        (ResponseTooLarge("too large", origin=ORIGIN), "TransportError"),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, AgentError) else value,
+)
+async def test_each_agent_error_becomes_the_librarys(
+    library: ModuleType, error: AgentError, expected: str
+) -> None:
+    async with FailingAgent(error) as agent, client(library, agent) as http:
+        with pytest.raises(library.TransportError) as caught:
+            await http.get("http://upstream.test/users/1")
+    assert type(caught.value) is getattr(library, expected)
+    assert caught.value.__cause__ is error
+    assert str(caught.value) == str(error)
+    assert caught.value.request.url == "http://upstream.test/users/1"
+
+
+# Each in a process of its own: which libraries are installed is decided at import.
+WITH_ONE_LIBRARY = """
+import sys
+
+import anyio
+
+absent, present, url = sys.argv[1:]
+sys.modules[absent] = None  # as if it were not installed
+import starlette_agent.httpx as module
+from starlette_agent import Agent
+from starlette_agent.httpx import AgentTransport
+
+library = __import__(present)
+assert list(module.LIBRARIES) == [present], module.LIBRARIES
+
+
+async def main() -> None:
+    async with Agent() as agent:
+        async with library.AsyncClient(transport=AgentTransport(agent)) as http:
+            assert (await http.get(url + "/echo")).status_code == 200
+        print(present, agent.stats().requests)
+
+
+anyio.run(main)
+"""
+
+WITH_NEITHER = """
+import sys
+
+sys.modules["httpx"] = sys.modules["httpx2"] = None
+import starlette_agent  # the package itself needs neither
+
+try:
+    import starlette_agent.httpx
+except ImportError as error:
+    print(error)
+"""
+
+
+def run_python(code: str, *arguments: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", code, *arguments], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout.strip()
+
+
+@pytest.mark.parametrize(("absent", "present"), [("httpx", "httpx2"), ("httpx2", "httpx")])
+def test_the_transport_works_with_whichever_library_is_installed(
+    server: UvicornServer, absent: str, present: str
+) -> None:
+    assert run_python(WITH_ONE_LIBRARY, absent, present, server.url) == f"{present} 1"
+    assert server.stats.requests == 1
+
+
+def test_neither_library_is_a_dependency() -> None:
+    assert run_python(WITH_NEITHER) == (
+        "starlette_agent.httpx needs httpx2 (or httpx): pip install 'starlette-agent[httpx]'"
+    )
+    imported = run_python("import sys, starlette_agent; print(sorted(sys.modules))")
+    assert "httpx" not in imported.split("'") and "httpx2" not in imported.split("'")
 
 
 def test_the_transport_is_an_async_transport_of_each_library() -> None:
