@@ -21,40 +21,47 @@ from starlette_agent import (
 
 
 class Recorder(AgentHooks):
-    """Keeps ``(hook name, event)`` for every hook, in the order they were called."""
+    """Keeps ``(hook name, event)`` for every hook, in the order they were called; with
+    ``fails``, each hook raises after keeping its event."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, fails: bool = False) -> None:
         self.events: list[tuple[str, Any]] = []
+        self.fails = fails
+
+    def _keep(self, name: str, event: Any) -> None:
+        self.events.append((name, event))
+        if self.fails:
+            raise ValueError(f"{name} failed on purpose")
 
     async def request_start(self, event: RequestStartEvent) -> None:
-        self.events.append(("request_start", event))
+        self._keep("request_start", event)
 
     async def request_end(self, event: RequestEndEvent) -> None:
-        self.events.append(("request_end", event))
+        self._keep("request_end", event)
 
     async def request_error(self, event: RequestErrorEvent) -> None:
-        self.events.append(("request_error", event))
+        self._keep("request_error", event)
 
     async def queued(self, event: QueuedEvent) -> None:
-        self.events.append(("queued", event))
+        self._keep("queued", event)
 
     async def dequeued(self, event: DequeuedEvent) -> None:
-        self.events.append(("dequeued", event))
+        self._keep("dequeued", event)
 
     async def connection_create_start(self, event: ConnectionCreateStartEvent) -> None:
-        self.events.append(("connection_create_start", event))
+        self._keep("connection_create_start", event)
 
     async def connection_created(self, event: ConnectionCreatedEvent) -> None:
-        self.events.append(("connection_created", event))
+        self._keep("connection_created", event)
 
     async def connection_reused(self, event: ConnectionReusedEvent) -> None:
-        self.events.append(("connection_reused", event))
+        self._keep("connection_reused", event)
 
     async def connection_released(self, event: ConnectionReleasedEvent) -> None:
-        self.events.append(("connection_released", event))
+        self._keep("connection_released", event)
 
     async def connection_closed(self, event: ConnectionClosedEvent) -> None:
-        self.events.append(("connection_closed", event))
+        self._keep("connection_closed", event)
 
     @property
     def names(self) -> list[str]:

@@ -29,11 +29,13 @@ from starlette_agent import (
     InvalidOptionType,
     PoolTimeout,
     QueuedEvent,
+    ReadTimeout,
     RemoteProtocolError,
     RequestEndEvent,
     RequestErrorEvent,
     RequestStartEvent,
 )
+from starlette_agent._hooks import HOOK_NAMES
 
 pytestmark = pytest.mark.anyio
 
@@ -256,6 +258,47 @@ async def test_a_hook_that_raises_is_logged_and_the_request_goes_on(
     assert broken.names == [name for name in after.names if name not in overridden]
     assert after.names.count("request_end") == 2
     check_lifecycles(after)
+
+
+async def test_hooks_that_all_raise_break_no_request_and_leave_the_pool_whole(
+    server: UvicornServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every hook raises at every step (queueing, reuse, a timeout, each kind of close, in the
+    requests' tasks and in the idle reaper's): each is logged, the requests go on, the next
+    hooks object hears everything, and the pool's count of what it holds stays right."""
+    caplog.set_level(logging.ERROR, logger="starlette_agent")
+    failing, after = Recorder(fails=True), Recorder()
+    options = AgentOptions(
+        hooks=[failing, after], max_sockets=2, max_requests_per_socket=3, idle_timeout=0.3
+    )
+    statuses: list[int] = []
+    async with Agent(options) as agent:
+        async with anyio.create_task_group() as tg:
+            for _ in range(8):
+                tg.start_soon(lambda: _append_status(agent, f"{server.url}/peer", statuses))
+        assert statuses == [200] * 8
+        with pytest.raises(ReadTimeout):
+            await agent.get(f"{server.url}/slow?delay=5", timeout=0.2)
+        assert_settled(agent)
+        assert await wait_until(lambda: agent.stats().idle == 0)  # the reaper closed the rest
+        assert (await agent.get(f"{server.url}/peer")).status == 200
+        stats = agent.stats()
+        assert stats.errors == 1 and stats.requests == 10
+        assert len(after.of("connection_created")) == stats.connections_created
+        assert len(after.of("connection_reused")) == stats.connections_reused
+        assert len(after.of("connection_closed")) == stats.connections_closed
+    assert failing.names == after.names
+    assert set(after.names) == set(HOOK_NAMES)
+    assert {"max_requests", "error", "idle_timeout", "agent_closed"} <= set(after.reasons())
+    for name in HOOK_NAMES:
+        assert f"Recorder.{name} failed" in caplog.text, name
+    assert check_lifecycles(after) == {"active": 0, "idle": 0}
+    assert await wait_until(lambda: server.stats.closed == server.stats.opened)
+    assert server.stats.opened == len(after.of("connection_created"))
+
+
+async def _append_status(agent: Agent, url: str, statuses: list[int]) -> None:
+    statuses.append((await agent.get(url)).status)
 
 
 class Blocks(Recorder):
