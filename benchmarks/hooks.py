@@ -31,8 +31,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .clients import Client
-from .session import BadResponse, Session, Unavailable
+from .clients import Client, agent_session
+from .session import Unavailable
 from .upstream import ROOT, SMALL_BODY, path_for
 from .worker import measure as measure_session
 
@@ -121,25 +121,6 @@ BASELINE = "none"
 WARMUP = 50  # requests before each timed run: the socket is open and every code path warm
 
 
-def agent_client(name: str, hooks: Any) -> Client:
-    """The agent with ``hooks``, as the harness's other clients are opened."""
-
-    async def open_session(base_url: str, concurrency: int) -> Session:
-        from starlette_agent import Agent
-
-        agent = Agent() if hooks is None else Agent(hooks=hooks)
-
-        async def get(url: str) -> int:
-            response = await agent.get(url)
-            if response.status != 200:
-                raise BadResponse(f"status {response.status}")
-            return len(response.content)
-
-        return Session(get, agent.aclose)
-
-    return Client(name, name, "", open_session)
-
-
 def warmup(requests: int) -> int:
     return min(WARMUP, requests)
 
@@ -155,7 +136,8 @@ def run(base_url: str, requests: int, rounds: int) -> dict[str, Any]:
         except Unavailable as exc:
             unavailable[config.name] = str(exc)
             continue
-        clients[config.name] = agent_client(config.name, hooks)
+        options = {} if hooks is None else {"hooks": hooks}
+        clients[config.name] = Client(config.name, config.label, "", agent_session(**options))
     command = {
         "url": base_url + path_for("small", close=False),
         "concurrency": 1,

@@ -22,46 +22,47 @@ from starlette_agent import (
 
 class Recorder(AgentHooks):
     """Keeps ``(hook name, event)`` for every hook, in the order they were called; with
-    ``fails``, each hook raises after keeping its event."""
+    ``fails``, each hook raises after keeping its event. Every hook goes through ``record``,
+    which a subclass may extend to act on some hooks."""
 
     def __init__(self, *, fails: bool = False) -> None:
         self.events: list[tuple[str, Any]] = []
         self.fails = fails
 
-    def _keep(self, name: str, event: Any) -> None:
+    async def record(self, name: str, event: Any) -> None:
         self.events.append((name, event))
         if self.fails:
             raise ValueError(f"{name} failed on purpose")
 
     async def request_start(self, event: RequestStartEvent) -> None:
-        self._keep("request_start", event)
+        await self.record("request_start", event)
 
     async def request_end(self, event: RequestEndEvent) -> None:
-        self._keep("request_end", event)
+        await self.record("request_end", event)
 
     async def request_error(self, event: RequestErrorEvent) -> None:
-        self._keep("request_error", event)
+        await self.record("request_error", event)
 
     async def queued(self, event: QueuedEvent) -> None:
-        self._keep("queued", event)
+        await self.record("queued", event)
 
     async def dequeued(self, event: DequeuedEvent) -> None:
-        self._keep("dequeued", event)
+        await self.record("dequeued", event)
 
     async def connection_create_start(self, event: ConnectionCreateStartEvent) -> None:
-        self._keep("connection_create_start", event)
+        await self.record("connection_create_start", event)
 
     async def connection_created(self, event: ConnectionCreatedEvent) -> None:
-        self._keep("connection_created", event)
+        await self.record("connection_created", event)
 
     async def connection_reused(self, event: ConnectionReusedEvent) -> None:
-        self._keep("connection_reused", event)
+        await self.record("connection_reused", event)
 
     async def connection_released(self, event: ConnectionReleasedEvent) -> None:
-        self._keep("connection_released", event)
+        await self.record("connection_released", event)
 
     async def connection_closed(self, event: ConnectionClosedEvent) -> None:
-        self._keep("connection_closed", event)
+        await self.record("connection_closed", event)
 
     @property
     def names(self) -> list[str]:

@@ -309,30 +309,11 @@ class Blocks(Recorder):
         self.hook = hook
         self.entered = anyio.Event()
 
-    async def _block(self, name: str) -> None:
+    async def record(self, name: str, event: Any) -> None:
+        await super().record(name, event)
         if name == self.hook and not self.entered.is_set():
             self.entered.set()
             await anyio.sleep_forever()
-
-    async def request_start(self, event: RequestStartEvent) -> None:
-        await super().request_start(event)
-        await self._block("request_start")
-
-    async def queued(self, event: QueuedEvent) -> None:
-        await super().queued(event)
-        await self._block("queued")
-
-    async def dequeued(self, event: DequeuedEvent) -> None:
-        await super().dequeued(event)
-        await self._block("dequeued")
-
-    async def connection_created(self, event: ConnectionCreatedEvent) -> None:
-        await super().connection_created(event)
-        await self._block("connection_created")
-
-    async def request_end(self, event: RequestEndEvent) -> None:
-        await super().request_end(event)
-        await self._block("request_end")
 
 
 @pytest.mark.parametrize(
