@@ -280,10 +280,14 @@ async def test_hooks_that_all_raise_break_no_request_and_leave_the_pool_whole(
         with pytest.raises(ReadTimeout):
             await agent.get(f"{server.url}/slow?delay=5", timeout=0.2)
         assert_settled(agent)
-        assert await wait_until(lambda: agent.stats().idle == 0)  # the reaper closed the rest
+        if agent.stats().idle == 0:  # the sockets all reached max_requests: one more, idle
+            assert (await agent.get(f"{server.url}/peer")).status == 200
+        assert agent.stats().idle >= 1
+        assert await wait_until(lambda: agent.stats().idle == 0)  # the reaper closed it
         assert (await agent.get(f"{server.url}/peer")).status == 200
         stats = agent.stats()
-        assert stats.errors == 1 and stats.requests == 10
+        assert stats.errors == len(after.of("request_error")) == 1
+        assert stats.requests == len(after.of("request_start")) >= 10
         assert len(after.of("connection_created")) == stats.connections_created
         assert len(after.of("connection_reused")) == stats.connections_reused
         assert len(after.of("connection_closed")) == stats.connections_closed
