@@ -11,13 +11,13 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from . import charts, machine, matrix, memory, middleware, page, pool, profiling
+from . import charts, hooks, machine, matrix, memory, middleware, page, pool, profiling
 from .plan import PLANS, Plan, with_rounds
 from .targets import evaluate
 from .upstream import ROOT, running_upstream
 
-SECTIONS = ("clients", "pool", "memory", "middleware", "profile")
-NEEDS_UPSTREAM = {"clients", "memory", "profile"}
+SECTIONS = ("clients", "pool", "memory", "middleware", "hooks", "profile")
+NEEDS_UPSTREAM = {"clients", "memory", "hooks", "profile"}
 
 
 def log(line: str) -> None:
@@ -34,6 +34,7 @@ def run_section(name: str, plan: Plan, base_url: str) -> dict[str, Any]:
         "middleware": lambda: middleware.measure(
             plan.middleware_requests, plan.middleware_uvicorn_requests, plan.middleware_rounds, log
         ),
+        "hooks": lambda: hooks.measure(base_url, plan.hooks_requests, plan.hooks_rounds, log),
         "profile": lambda: profiling.measure(base_url, plan.profile_requests, log),
     }
     before = machine.describe()

@@ -35,12 +35,14 @@ def agent_options(http_parser: str) -> dict[str, Any]:
     raise Unavailable("this version of Agent has no http_parser option")
 
 
-def _agent(http_parser: str) -> Callable[[str, int], Awaitable[Session]]:
+def agent_session(**options: Any) -> Callable[[str, int], Awaitable[Session]]:
+    """Sessions of an ``Agent(**options)``, a new agent each; Unavailable if it refuses them."""
+
     async def open_session(base_url: str, concurrency: int) -> Session:
         from starlette_agent import Agent, AgentError
 
         try:
-            agent = Agent(**agent_options(http_parser))
+            agent = Agent(**options)
         except AgentError as exc:
             raise Unavailable(str(exc)) from exc
 
@@ -51,6 +53,13 @@ def _agent(http_parser: str) -> Callable[[str, int], Awaitable[Session]]:
             return len(response.content)
 
         return Session(get, agent.aclose)
+
+    return open_session
+
+
+def _agent(http_parser: str) -> Callable[[str, int], Awaitable[Session]]:
+    async def open_session(base_url: str, concurrency: int) -> Session:
+        return await agent_session(**agent_options(http_parser))(base_url, concurrency)
 
     return open_session
 

@@ -22,6 +22,8 @@ PACKAGES = (
     "uvloop",
     "uvicorn",
     "matplotlib",
+    "opentelemetry-api",
+    "opentelemetry-sdk",
 )
 
 

@@ -71,7 +71,8 @@ What starlette-agent costs, measured in one run on one machine beside aiohttp, h
 a bare h11 loop (what pure-Python HTTP parsing costs with nothing around it) and a raw asyncio
 floor (the least any asyncio client can spend): client CPU per request and requests per second;
 the pool's own cost as queues and origins grow; memory per idle socket and per queued request;
-and what the middleware adds to requests that do not use the agent.
+what the middleware adds to requests that do not use the agent; and what trace hooks and
+OpenTelemetry add to the agent's requests.
 
 !!! note "Read the ratios"
     Measured on {meta["cpu"]}, {meta["cores"]} cores, {meta["system"]}, {meta["python"]},
@@ -396,14 +397,56 @@ serve a handler that never touches the agent; rounds alternate between them
 middleware's own cost: the target is at most 0.5 µs per request. Under uvicorn a request costs
 the server a hundred microseconds or more, and on a shared machine that moves by tens of
 microseconds from round to round: a change there smaller than the rounds' range is noise.
-Request hooks and OpenTelemetry instrumentation, when the agent has them, belong in this table
-too.
+What the agent's trace hooks and OpenTelemetry add to its own requests is in the next section.
 
 {table(header, rows)}"""
 
 
 def _range(values: list[float]) -> str:
     return f"{us(min(values))}–{us(max(values))}"
+
+
+def hooks(results: dict[str, Any]) -> str:
+    section = results.get("hooks")
+    if section is None:
+        return "## What trace hooks cost\n\n" + missing("hooks")
+    configs = section["configs"]
+    base = configs["none"]["cpu_us"]
+    rows = []
+    for figures in configs.values():
+        if "unavailable" in figures:
+            rows.append([figures["label"], f"not available: {figures['unavailable']}", "", "", ""])
+            continue
+        rows.append(
+            [
+                figures["label"],
+                us(figures["cpu_us"]),
+                ratio(figures["ratio"]),
+                f"{figures['cpu_us'] - base:+.1f}",
+                _range(figures["cpu_us_rounds"]),
+            ]
+        )
+    header = ["agent", "µs per request", "× no hooks", "µs added", "rounds' range"]
+    rounds = section["rounds"]
+    rounds_word = "round" if rounds == 1 else "rounds"
+    return f"""## What trace hooks cost
+
+{measured(section)}
+
+The agent's client CPU per request on small keep-alive GETs, one at a time on {section["loop"]}:
+{section["requests"]:,} timed requests per configuration and round, {rounds} {rounds_word} with
+the configurations taking turns; medians, and **× no hooks** is the median of each round's
+ratio to the agent without hooks. Without hooks the agent holds no hook runner and tests for one
+once per step of a request: that row is the agent the client tables above measure. **Hooks
+that do nothing** implement all ten hooks with an immediate return: what building the events
+and awaiting the hooks costs. **OpenTelemetryHooks** make a span per request, inject its
+`traceparent` and record the two client metrics, on the API alone (no SDK configured, as when
+a library ships the instrumentation to an application that does not trace) and on the SDK,
+with every span sampled and batched to an exporter that drops it and the metrics aggregated in
+memory; the SDK's export thread runs in the same process and its CPU counts. Exporting over a
+network costs more again, in the exporter.
+
+{table(header, rows)}"""
 
 
 def profile(results: dict[str, Any]) -> str:
@@ -481,6 +524,7 @@ Install the benchmark extra (`pip install -e '.[bench]'`) and run from the check
 {COMMAND}                       # everything; rewrites this page, its charts and the JSON
 {COMMAND} --quick               # under a minute: small keep-alive GETs on asyncio, fewer rounds
 {COMMAND} --only pool,memory    # some sections, merged into the existing results
+{COMMAND} --only hooks          # what trace hooks and OpenTelemetry cost, alone
 {COMMAND} --profile             # the profiles only
 {COMMAND} --rounds 3            # the full plan with fewer rounds
 ```
@@ -500,6 +544,7 @@ def render(results: dict[str, Any], charts: list[str]) -> str:
         pool(results, charts),
         memory(results),
         middleware(results),
+        hooks(results),
         profile(results),
         machine(results),
         reproduce(),

@@ -59,6 +59,8 @@ class Plan:
     middleware_uvicorn_requests: int = 5_000
     middleware_rounds: int = 15
     profile_requests: int = 3000
+    hooks_requests: int = 3000
+    hooks_rounds: int = 7
 
     def runs(self) -> list[Run]:
         return [
@@ -110,6 +112,8 @@ QUICK = Plan(
     middleware_uvicorn_requests=0,  # skipped: two uvicorn processes take seconds to start
     middleware_rounds=5,
     profile_requests=500,
+    hooks_requests=500,
+    hooks_rounds=3,
 )
 
 # Every configuration with tiny counts: proves the harness runs end to end, measures nothing.
@@ -128,6 +132,8 @@ SMOKE = Plan(
     middleware_uvicorn_requests=20,
     middleware_rounds=1,
     profile_requests=20,
+    hooks_requests=20,
+    hooks_rounds=1,
 )
 
 PLANS = {plan.name: plan for plan in (FULL, QUICK, SMOKE)}

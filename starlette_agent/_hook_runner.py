@@ -245,37 +245,29 @@ class RequestTrace:
             self._runner.reused(conn)
             calls = self._runner.calls["connection_reused"]
             if calls:
-                event: Any = ConnectionReusedEvent(
-                    self.request,
-                    self.pool_key,
-                    self.context,
-                    conn.origin,
-                    id(conn),
-                    conn.local_port,
-                    conn.requests_started,
-                )
-                await _emit(calls, [event])
+                reused_event = ConnectionReusedEvent(*self._on(conn), conn.requests_started)
+                await _emit(calls, [reused_event])
             return
         timing, self.connect_timing = self.connect_timing, None
         calls = self._runner.calls["connection_created"]
         if calls and timing is not None:
-            event = ConnectionCreatedEvent(
-                self.request,
-                self.pool_key,
-                self.context,
-                conn.origin,
-                id(conn),
-                conn.local_port,
-                timing.connect_duration,
-                timing.tls_duration,
+            created_event = ConnectionCreatedEvent(
+                *self._on(conn), timing.connect_duration, timing.tls_duration
             )
-            await _emit(calls, [event])
+            await _emit(calls, [created_event])
+
+    def _on(self, conn: Connection) -> tuple[Request, str, dict[Any, Any], Origin, int, int | None]:
+        """The fields a socket's event for this request starts with."""
+        return self.request, self.pool_key, self.context, conn.origin, id(conn), conn.local_port
 
 
 async def _emit(calls: tuple[Call, ...], events: list[Any]) -> list[Any]:
     """Await each of ``calls`` with each of ``events``; what each call returned for the last
     event (None where it raised). See the module docstring for what happens to exceptions."""
-    unwinding = isinstance(sys.exc_info()[1], anyio.get_cancelled_exc_class())
+    # Asking anyio for its cancellation class costs more than the rest of an event together:
+    # only when an exception is being handled, or a hook raised one, is it needed.
+    handling = sys.exc_info()[1]
+    unwinding = handling is not None and isinstance(handling, anyio.get_cancelled_exc_class())
     held: BaseException | None = None
     results: list[Any] = []
     for event in events:

@@ -21,40 +21,48 @@ from starlette_agent import (
 
 
 class Recorder(AgentHooks):
-    """Keeps ``(hook name, event)`` for every hook, in the order they were called."""
+    """Keeps ``(hook name, event)`` for every hook, in the order they were called; with
+    ``fails``, each hook raises after keeping its event. Every hook goes through ``record``,
+    which a subclass may extend to act on some hooks."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, fails: bool = False) -> None:
         self.events: list[tuple[str, Any]] = []
+        self.fails = fails
+
+    async def record(self, name: str, event: Any) -> None:
+        self.events.append((name, event))
+        if self.fails:
+            raise ValueError(f"{name} failed on purpose")
 
     async def request_start(self, event: RequestStartEvent) -> None:
-        self.events.append(("request_start", event))
+        await self.record("request_start", event)
 
     async def request_end(self, event: RequestEndEvent) -> None:
-        self.events.append(("request_end", event))
+        await self.record("request_end", event)
 
     async def request_error(self, event: RequestErrorEvent) -> None:
-        self.events.append(("request_error", event))
+        await self.record("request_error", event)
 
     async def queued(self, event: QueuedEvent) -> None:
-        self.events.append(("queued", event))
+        await self.record("queued", event)
 
     async def dequeued(self, event: DequeuedEvent) -> None:
-        self.events.append(("dequeued", event))
+        await self.record("dequeued", event)
 
     async def connection_create_start(self, event: ConnectionCreateStartEvent) -> None:
-        self.events.append(("connection_create_start", event))
+        await self.record("connection_create_start", event)
 
     async def connection_created(self, event: ConnectionCreatedEvent) -> None:
-        self.events.append(("connection_created", event))
+        await self.record("connection_created", event)
 
     async def connection_reused(self, event: ConnectionReusedEvent) -> None:
-        self.events.append(("connection_reused", event))
+        await self.record("connection_reused", event)
 
     async def connection_released(self, event: ConnectionReleasedEvent) -> None:
-        self.events.append(("connection_released", event))
+        await self.record("connection_released", event)
 
     async def connection_closed(self, event: ConnectionClosedEvent) -> None:
-        self.events.append(("connection_closed", event))
+        await self.record("connection_closed", event)
 
     @property
     def names(self) -> list[str]:

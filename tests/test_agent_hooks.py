@@ -29,11 +29,13 @@ from starlette_agent import (
     InvalidOptionType,
     PoolTimeout,
     QueuedEvent,
+    ReadTimeout,
     RemoteProtocolError,
     RequestEndEvent,
     RequestErrorEvent,
     RequestStartEvent,
 )
+from starlette_agent._hooks import HOOK_NAMES
 
 pytestmark = pytest.mark.anyio
 
@@ -258,6 +260,51 @@ async def test_a_hook_that_raises_is_logged_and_the_request_goes_on(
     check_lifecycles(after)
 
 
+async def test_hooks_that_all_raise_break_no_request_and_leave_the_pool_whole(
+    server: UvicornServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every hook raises at every step (queueing, reuse, a timeout, each kind of close, in the
+    requests' tasks and in the idle reaper's): each is logged, the requests go on, the next
+    hooks object hears everything, and the pool's count of what it holds stays right."""
+    caplog.set_level(logging.ERROR, logger="starlette_agent")
+    failing, after = Recorder(fails=True), Recorder()
+    options = AgentOptions(
+        hooks=[failing, after], max_sockets=2, max_requests_per_socket=3, idle_timeout=0.3
+    )
+    statuses: list[int] = []
+    async with Agent(options) as agent:
+        async with anyio.create_task_group() as tg:
+            for _ in range(8):
+                tg.start_soon(lambda: _append_status(agent, f"{server.url}/peer", statuses))
+        assert statuses == [200] * 8
+        with pytest.raises(ReadTimeout):
+            await agent.get(f"{server.url}/slow?delay=5", timeout=0.2)
+        assert_settled(agent)
+        if agent.stats().idle == 0:  # the sockets all reached max_requests: one more, idle
+            assert (await agent.get(f"{server.url}/peer")).status == 200
+        assert agent.stats().idle >= 1
+        assert await wait_until(lambda: agent.stats().idle == 0)  # the reaper closed it
+        assert (await agent.get(f"{server.url}/peer")).status == 200
+        stats = agent.stats()
+        assert stats.errors == len(after.of("request_error")) == 1
+        assert stats.requests == len(after.of("request_start")) >= 10
+        assert len(after.of("connection_created")) == stats.connections_created
+        assert len(after.of("connection_reused")) == stats.connections_reused
+        assert len(after.of("connection_closed")) == stats.connections_closed
+    assert failing.names == after.names
+    assert set(after.names) == set(HOOK_NAMES)
+    assert {"max_requests", "error", "idle_timeout", "agent_closed"} <= set(after.reasons())
+    for name in HOOK_NAMES:
+        assert f"Recorder.{name} failed" in caplog.text, name
+    assert check_lifecycles(after) == {"active": 0, "idle": 0}
+    assert await wait_until(lambda: server.stats.closed == server.stats.opened)
+    assert server.stats.opened == len(after.of("connection_created"))
+
+
+async def _append_status(agent: Agent, url: str, statuses: list[int]) -> None:
+    statuses.append((await agent.get(url)).status)
+
+
 class Blocks(Recorder):
     """Records, then waits for ever, in one hook, the first time it is called."""
 
@@ -266,30 +313,11 @@ class Blocks(Recorder):
         self.hook = hook
         self.entered = anyio.Event()
 
-    async def _block(self, name: str) -> None:
+    async def record(self, name: str, event: Any) -> None:
+        await super().record(name, event)
         if name == self.hook and not self.entered.is_set():
             self.entered.set()
             await anyio.sleep_forever()
-
-    async def request_start(self, event: RequestStartEvent) -> None:
-        await super().request_start(event)
-        await self._block("request_start")
-
-    async def queued(self, event: QueuedEvent) -> None:
-        await super().queued(event)
-        await self._block("queued")
-
-    async def dequeued(self, event: DequeuedEvent) -> None:
-        await super().dequeued(event)
-        await self._block("dequeued")
-
-    async def connection_created(self, event: ConnectionCreatedEvent) -> None:
-        await super().connection_created(event)
-        await self._block("connection_created")
-
-    async def request_end(self, event: RequestEndEvent) -> None:
-        await super().request_end(event)
-        await self._block("request_end")
 
 
 @pytest.mark.parametrize(

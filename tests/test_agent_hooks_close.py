@@ -8,6 +8,7 @@ import anyio
 import pytest
 from recording_hooks import Recorder, check_lifecycles
 from servers import RawConnection, RawServer, UvicornServer, wait_until, wait_until_sync
+from socket_leaks import open_tcp_sockets
 
 from starlette_agent import Agent, RemoteProtocolError
 
@@ -18,6 +19,12 @@ async def _closed_once(recorder: Recorder) -> tuple[str, bool]:
     await wait_until(lambda: len(recorder.of("connection_closed")) == 1)
     [event] = recorder.of("connection_closed")
     return event.reason, event.idle
+
+
+def _kernel_state(local_port: int) -> str | None:
+    """The TCP state of this process's socket on ``local_port``; None when it has none."""
+    states = [sock.state for sock in open_tcp_sockets() if sock.local[1] == local_port]
+    return states[0] if states else None
 
 
 async def test_idle_timeout(server: UvicornServer) -> None:
@@ -84,8 +91,13 @@ async def test_server_closing_an_idle_socket(short_keep_alive_server: UvicornSer
     server = short_keep_alive_server
     recorder = Recorder()
     async with Agent(hooks=recorder, idle_timeout=10) as agent:
-        await agent.get(f"{server.url}/peer")
+        first = await agent.get(f"{server.url}/peer")
         assert await wait_until(lambda: server.stats.closed == 1, timeout=5)
+        # The server counts a close just before its socket is shut: until the FIN has reached
+        # this side, the socket looks alive, and would be reused (and fail) rather than found
+        # closed while idle.
+        port = first.json()["port"]
+        assert await wait_until(lambda: _kernel_state(port) in ("CLOSE_WAIT", None), timeout=5)
         response = await agent.get(f"{server.url}/peer")
         assert not response.reused_socket
         assert await _closed_once(recorder) == ("server_closed", True)

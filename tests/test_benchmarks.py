@@ -72,7 +72,7 @@ def test_every_client_ran_every_configuration(smoke_run: tuple[Path, dict[str, A
 
 def test_the_other_sections_reported(smoke_run: tuple[Path, dict[str, Any]]) -> None:
     _, results = smoke_run
-    assert set(results) == {"clients", "pool", "memory", "middleware", "profile"}
+    assert set(results) == {"clients", "pool", "memory", "middleware", "hooks", "profile"}
     for scenario in results["pool"]["scenarios"]:
         assert len(scenario["us"]) == len(scenario["sizes"]) > 1, scenario["name"]
     agent = results["memory"]["clients"]["agent-h11"]["tracemalloc"]
@@ -85,6 +85,22 @@ def test_the_other_sections_reported(smoke_run: tuple[Path, dict[str, Any]]) -> 
     assert any("h11/" in row["function"] for row in profile["functions"])
 
 
+def test_hooks_section_measured_every_configuration(
+    smoke_run: tuple[Path, dict[str, Any]],
+) -> None:
+    _, results = smoke_run
+    section = results["hooks"]
+    assert list(section["configs"]) == ["none", "noop", "otel-api", "otel-sdk"]
+    for name, figures in section["configs"].items():
+        assert "unavailable" not in figures, name
+        assert figures["cpu_us"] > 0 and figures["ratio"] > 0, name
+        assert len(figures["cpu_us_rounds"]) == section["rounds"], name
+    assert section["configs"]["none"]["ratio"] == 1.0
+    # The SDK really traced: a span exported for every request, warm-up included.
+    expected = section["rounds"] * (section["warmup"] + section["requests"])
+    assert section["configs"]["otel-sdk"]["spans_exported"] == expected
+
+
 def test_page_shows_every_chart_it_links(smoke_run: tuple[Path, dict[str, Any]]) -> None:
     output, _ = smoke_run
     page = (output / "benchmarks.md").read_text(encoding="utf-8")
@@ -95,3 +111,4 @@ def test_page_shows_every_chart_it_links(smoke_run: tuple[Path, dict[str, Any]])
     for heading in ("## At a glance", "## Targets", "## The pool's scaling curves", "## Memory"):
         assert heading in page
     assert "## What the middleware costs" in page and "## Where the time goes" in page
+    assert "## What trace hooks cost" in page and "| OpenTelemetryHooks on the SDK |" in page

@@ -15,11 +15,13 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
 from starlette_agent import AgentOptions
 from starlette_agent._connection import Timeouts
+from starlette_agent._hooks import HOOK_NAMES, CloseReason
 from starlette_agent._option_table import OPTION_TABLE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -149,6 +151,26 @@ def test_url_credentials_are_documented_where_requests_are() -> None:
     assert "`user:password@`" in path and "`Authorization: Basic`" in path
     # ... and shown against a real server by a block that runs (test_python_blocks_run).
     assert any("ada:s%40cret@" in b.code for b in python_blocks(page) if not b.fragment)
+
+
+def test_the_deployment_page_covers_each_concern_and_each_client() -> None:
+    page = ROOT / "docs" / "deployment.md"
+    hooks = section(page, "Tracing: hooks")
+    for name in HOOK_NAMES:
+        assert f"`{name}`" in hooks, name
+    for reason in get_args(CloseReason):
+        assert f"`{reason}`" in hooks, reason
+    sizing = section(page, "Sizing limits against an upstream's budget")
+    assert all(word in sizing for word in ("replicas", "workers", "rolling update", "≤  budget"))
+    for option in ("max_sockets", "max_total_sockets", "max_free_sockets"):
+        assert f"`{option}`" in sizing, option
+    table = section(page, "Who offers what")
+    header = next(line for line in table.splitlines() if line.startswith("|"))
+    assert all(client in header for client in ("Node", "undici", "aiohttp", "httpx"))
+    for concern in ("Proxy", "Trace hooks", "OpenTelemetry", "Prometheus", "Total limit"):
+        assert f"| {concern}" in table, concern
+    assert "OpenTelemetry" in section(page, "Tracing: OpenTelemetry")
+    assert "AgentCollector" in section(page, "Metrics: Prometheus")
 
 
 def test_mkdocs_builds_the_site_strictly(tmp_path: Path) -> None:
