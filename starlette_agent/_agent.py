@@ -26,7 +26,7 @@ from ._address_guard import AddressGuard
 from ._arguments import RequestArgs, RequestParts, split_arguments
 from ._connect import open_connection
 from ._connection import Connection, ConnectionLostBeforeResponse, Timeouts
-from ._defaults import build_request
+from ._defaults import BuiltRequests, build_request
 from ._errors import AgentClosed, AgentError, PoolTimeout, RemoteProtocolError
 from ._eventloop import current_loop, spawn_background
 from ._hook_runner import RequestTrace, failure_reason, hook_runner
@@ -92,6 +92,7 @@ class Agent:
         )
         self._reaper = _IdleReaper(self)
         self._hooks = hook_runner(config.hooks)  # None without hooks: one check per step
+        self._built = BuiltRequests(config)
         # The event loop the sockets belong to; weak, so an agent never keeps a finished loop.
         self._loop_ref: weakref.ref[object] | None = None
         #: Set on the global agent of a loop: when that loop ends, the agent closes for good.
@@ -153,6 +154,11 @@ class Agent:
         agent's connect, read, write, pool and headers timeouts for this request; None keeps
         them. ``ssl_context`` replaces the agent's for an https URL.
         """
+        if not parts:
+            built = self._built
+            if built.config is not self.config:
+                built = self._built = BuiltRequests(self.config)
+            return built.build(method, url)
         return build_request(self.config, method, url, parts)
 
     async def dispatch(self, request: Request) -> Response:
@@ -258,8 +264,11 @@ class Agent:
 
     async def _send_with_redirects(self, method: str, url: str, arguments: RequestArgs) -> Response:
         """The response to ``request()``'s arguments, redirects followed as asked, body unread."""
-        parts, follow = split_arguments(arguments)
-        request = self.build_request(method, url, **parts)
+        if arguments:
+            parts, follow = split_arguments(arguments)
+            request = self.build_request(method, url, **parts)
+        else:
+            request, follow = self.build_request(method, url), None
         if follow is None:
             follow = self.config.follow_redirects
         return await send_following(self, request, follow_redirects=follow)
