@@ -493,7 +493,10 @@ class Agent:
             to_close = self._pool.release(conn, reusable=False)
         hooks = self._hooks
         if hooks is None or not to_close:
-            await self._close(to_close, "pool_limit")  # wakes wait_idle() if this was the last
+            if to_close:
+                await self._close(to_close, "pool_limit")
+            else:
+                self._wake_idle_waiters()  # as _close would: wait_idle() ends if this was the last
             if hooks is not None:
                 idle_timeout = self.config.idle_timeout
                 hinted = idle_timeout is not None and keep_for < idle_timeout
