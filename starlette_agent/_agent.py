@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, Unpack
+from typing import Any, Unpack, cast
 
 import anyio
 from starlette.datastructures import Headers
@@ -35,7 +35,7 @@ from ._arguments import (
 )
 from ._connect import open_connection
 from ._connection import Connection, ConnectionLostBeforeResponse, Timeouts
-from ._defaults import build_request
+from ._defaults import BuiltRequests, build_request
 from ._errors import AgentClosed, AgentError, PoolTimeout, RemoteProtocolError
 from ._eventloop import current_loop, spawn_background
 from ._hook_runner import RequestTrace, failure_reason, hook_runner
@@ -101,6 +101,7 @@ class Agent:
         )
         self._reaper = _IdleReaper(self)
         self._hooks = hook_runner(config.hooks)  # None without hooks: one check per step
+        self._built = BuiltRequests(config)
         # The event loop the sockets belong to; weak, so an agent never keeps a finished loop.
         self._loop_ref: weakref.ref[object] | None = None
         #: Set on the global agent of a loop: when that loop ends, the agent closes for good.
@@ -162,6 +163,11 @@ class Agent:
         agent's connect, read, write, pool and headers timeouts for this request; None keeps
         them. ``ssl_context`` replaces the agent's for an https URL.
         """
+        if not parts:
+            built = self._built
+            if built.config is not self.config:
+                built = self._built = BuiltRequests(self.config)
+            return built.build(method, url)
         return build_request(self.config, method, url, parts)
 
     async def dispatch(self, request: Request) -> Response:
@@ -501,7 +507,11 @@ class Agent:
     ) -> Response:
         """The response to ``request()``'s arguments, redirects followed as asked, body unread."""
         follow = checked_follow_redirects(follow_redirects)
-        request = self.build_request(method, url, **parts)
+        # None is "not given" for each part; a method and URL alone take the agent's cache.
+        given = cast(
+            RequestParts, {name: value for name, value in parts.items() if value is not None}
+        )
+        request = self.build_request(method, url, **given)
         if follow is None:
             follow = self.config.follow_redirects
         return await send_following(self, request, follow_redirects=follow)
@@ -726,7 +736,10 @@ class Agent:
             to_close = self._pool.release(conn, reusable=False)
         hooks = self._hooks
         if hooks is None or not to_close:
-            await self._close(to_close, "pool_limit")  # wakes wait_idle() if this was the last
+            if to_close:
+                await self._close(to_close, "pool_limit")
+            else:
+                self._wake_idle_waiters()  # as _close would: wait_idle() ends if this was the last
             if hooks is not None:
                 idle_timeout = self.config.idle_timeout
                 hinted = idle_timeout is not None and keep_for < idle_timeout

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import math
 import socket
 import ssl
 import struct
@@ -120,6 +121,11 @@ class AsyncioByteStream(ByteStream):
         self._fd: int = self._sock.fileno() if self._sock is not None else -1
         self.send_timeout: float | None = None
         self.receive_timeout: float | None = None
+        # One timer bounds the receive waits, moved only when a wait ends sooner than it fires
+        # (see _wait_readable): no timer is made and cancelled per receive.
+        self._receive_deadline: float | None = None  # when the current wait expires
+        self._receive_timer: asyncio.TimerHandle | None = None
+        self._receive_timer_at = math.inf
 
     def has_pending_input(self) -> bool:
         """Whether bytes, EOF or an error arrived that nobody has read."""
@@ -132,9 +138,10 @@ class AsyncioByteStream(ByteStream):
             self._check_readable()
             waiter = protocol.read_waiter = self._loop.create_future()
             try:
-                await self._wait(waiter, self.receive_timeout)
+                await self._wait_readable(waiter, self.receive_timeout)
             finally:
                 protocol.read_waiter = None
+                self._receive_deadline = None
             if not protocol.buffer:
                 self._check_readable()
         chunk = protocol.buffer.popleft()
@@ -173,6 +180,7 @@ class AsyncioByteStream(ByteStream):
         if self._closed:
             return
         self._closed = True
+        self._cancel_receive_timer()
         protocol = self._protocol
         self._transport.close()
         protocol._wake_reader()
@@ -200,6 +208,7 @@ class AsyncioByteStream(ByteStream):
         if protocol.buffer or protocol.eof or protocol.lost:
             raise anyio.BrokenResourceError("bytes arrived before the TLS handshake")
         self._closed = True  # the new stream owns the connection from here
+        self._cancel_receive_timer()
         transport = await self._loop.start_tls(
             self._transport,
             protocol,
@@ -219,6 +228,7 @@ class AsyncioByteStream(ByteStream):
         The loop closes the socket on its next turn; ``reset()`` waits for that.
         """
         self._closed = True
+        self._cancel_receive_timer()
         self._reset_transport()
         self._protocol._wake_reader()
         self._protocol._wake_writer()
@@ -259,15 +269,45 @@ class AsyncioByteStream(ByteStream):
             attributes[TLSAttribute.server_side] = lambda: False
         return attributes
 
-    async def _wait(self, waiter: asyncio.Future[None], timeout: float | None) -> None:
+    async def _wait_readable(self, waiter: asyncio.Future[None], timeout: float | None) -> None:
+        """Wait for ``waiter``, at most ``timeout`` seconds.
+
+        Most waits end long before their timeout, so the timer is not made per wait: it stays
+        armed after one, and when it fires it expires the wait in progress only if that wait's
+        own deadline has passed, else moves to that deadline (or lapses, with no wait).
+        """
         if timeout is None:
             await waiter
             return
-        timer = self._loop.call_later(timeout, _expire, waiter)
-        try:
-            await waiter
-        finally:
-            timer.cancel()
+        deadline = self._loop.time() + timeout
+        self._receive_deadline = deadline
+        if deadline < self._receive_timer_at:  # none armed, or armed for later than this
+            self._arm_receive_timer(deadline)
+        await waiter
+
+    def _arm_receive_timer(self, deadline: float) -> None:
+        if self._receive_timer is not None:
+            self._receive_timer.cancel()
+        self._receive_timer = self._loop.call_at(deadline, self._receive_timer_fired)
+        self._receive_timer_at = deadline
+
+    def _receive_timer_fired(self) -> None:
+        self._receive_timer = None
+        self._receive_timer_at = math.inf
+        deadline = self._receive_deadline
+        waiter = self._protocol.read_waiter
+        if deadline is None or waiter is None:
+            return  # no receive is waiting: the timer lapses
+        if self._loop.time() >= deadline:
+            _expire(waiter)
+        else:
+            self._arm_receive_timer(deadline)
+
+    def _cancel_receive_timer(self) -> None:
+        if self._receive_timer is not None:
+            self._receive_timer.cancel()
+            self._receive_timer = None
+            self._receive_timer_at = math.inf
 
     async def _drain(self) -> None:
         """Wait until the transport takes more data. ``send_timeout`` bounds the time without

@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, TypeAlias, cast
 
 from ._arguments import RequestParts, check_arguments
 from ._decoding import ACCEPT_ENCODING
-from ._request import Request, validate_headers
+from ._request import Request, copied, validate_headers
 from ._urls import join_url, parse_url
 from ._version import __version__
 
 if TYPE_CHECKING:
     from ._options import AgentOptions
 
-__all__ = ["USER_AGENT", "build_request"]
+__all__ = ["USER_AGENT", "BuiltRequests", "build_request"]
 
 DefaultPairs: TypeAlias = tuple[tuple[str, str], ...]
 
@@ -46,6 +46,36 @@ def build_request(config: AgentOptions, method: str, url: str, parts: RequestPar
         skip.add(b"authorization")
     merged: RequestParts = {**parts, "headers": [p for n, p in defaults if n not in skip] + own}
     return Request(method, url, **merged)
+
+
+class BuiltRequests:
+    """The requests an agent built from a method and a URL alone (``agent.get(url)``), each
+    built and validated once: a service sends the same few again and again.
+
+    Each call returns a new ``Request`` (a value the caller may keep or change), equal to what
+    ``build_request`` makes, since that depends on nothing but the configuration, the method
+    and the URL. At most ``SIZE`` are kept; then the cache starts again.
+    """
+
+    SIZE = 256
+
+    __slots__ = ("_built", "config")
+
+    def __init__(self, config: AgentOptions) -> None:
+        self.config = config
+        self._built: dict[tuple[str, str], Request] = {}
+
+    def build(self, method: str, url: str) -> Request:
+        """``build_request(self.config, method, url, {})``, from the cache when it can be."""
+        if type(method) is not str or type(url) is not str:  # refused (or unhashable)
+            return build_request(self.config, method, url, {})
+        built = self._built.get((method, url))
+        if built is None:
+            built = build_request(self.config, method, url, {})
+            if len(self._built) >= self.SIZE:
+                self._built.clear()
+            self._built[method, url] = built
+        return copied(built)
 
 
 @lru_cache(maxsize=64)

@@ -31,7 +31,7 @@ from ._connection import Timeouts
 from ._errors import InvalidOption, InvalidOptionType, InvalidRequest
 from ._urls import Origin, parse_url, redact_url
 
-__all__ = ["ContentTypes", "HeaderTypes", "Request", "buffered", "validate_headers"]
+__all__ = ["ContentTypes", "HeaderTypes", "Request", "buffered", "copied", "validate_headers"]
 
 # RFC 9110 token: method and header names.
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -164,10 +164,24 @@ async def buffered(request: Request) -> Request:
     body = request.body
     if body is None or isinstance(body, bytes):
         return request
-    copy = Request.__new__(Request)
-    for name in Request.__slots__:
-        setattr(copy, name, getattr(request, name))
+    copy = copied(request)
     copy.body = b"".join([bytes(chunk) async for chunk in body])
+    return copy
+
+
+def copied(request: Request) -> Request:
+    """A new ``Request`` equal to ``request``, sharing nothing a caller could change in place
+    (its header list is its own)."""
+    copy = Request.__new__(Request)
+    copy.method = request.method
+    copy.url = request.url
+    copy.origin = request.origin
+    copy.target = request.target
+    copy.raw_headers = list(request.raw_headers)
+    copy.body = request.body
+    copy.timeouts = request.timeouts
+    copy.ssl_context = request.ssl_context
+    copy._head = request._head
     return copy
 
 
@@ -195,9 +209,7 @@ def with_headers(request: Request, headers: HeaderTypes) -> Request:
         head = h11.Request(method=request._head.method, target=request.target, headers=all_headers)
     except h11.LocalProtocolError as exc:
         raise InvalidRequest(f"invalid request to {request.origin}: {exc}") from exc
-    copy = Request.__new__(Request)
-    for slot in Request.__slots__:
-        setattr(copy, slot, getattr(request, slot))
+    copy = copied(request)
     copy.raw_headers = all_headers
     copy._head = head
     return copy

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.datastructures import Headers
 
-from ._decoding import decoder_for
+from ._decoding import Decoder, decoder_for
 from ._errors import (
     AgentError,
     DecodingError,
@@ -211,7 +211,7 @@ class Response:
             return
         # Leaving this loop early does not release the socket: the caller's ``stream()`` block,
         # or ``aclose()``, does, so that a ``break`` cannot close it behind the caller's back.
-        async with aclosing(self._decoded(None)) as pieces:
+        async with aclosing(self._decoded(None, self._decoder())) as pieces:
             async for piece in pieces:
                 yield piece
 
@@ -280,7 +280,18 @@ class Response:
         cap = math.inf if limit is None else limit
         chunks: list[bytes] = []
         size = 0
-        async with aclosing(self._decoded(limit)) as pieces:
+        decoder = self._decoder()
+        if decoder is None:
+            # As sent: no decoder, so no generator around the source either.
+            body = self._take_body()
+            while (chunk := await body.receive_chunk()) is not None:
+                size += len(chunk)
+                if size > cap:
+                    await self.aclose()
+                    raise self._too_large(limit)
+                chunks.append(chunk)
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        async with aclosing(self._decoded(limit, decoder)) as pieces:
             async for piece in pieces:
                 size += len(piece)
                 if size > cap:
@@ -289,14 +300,12 @@ class Response:
                 chunks.append(piece)
         return b"".join(chunks)
 
-    async def _decoded(self, limit: int | None) -> AsyncGenerator[bytes, None]:
-        """The body as it arrives, decoded in bounded pieces; the bytes received count against
-        ``limit`` too."""
+    async def _decoded(
+        self, limit: int | None, decoder: Decoder | None
+    ) -> AsyncGenerator[bytes, None]:
+        """The body as it arrives, decoded by ``decoder`` (None: as sent) in bounded pieces; the
+        bytes received count against ``limit`` too."""
         body = self._take_body()
-        # Several Content-Encoding lines are one list, as if joined by commas (RFC 9110 5.3).
-        codings = self.headers.getlist("content-encoding") if self._decompress else []
-        encoding = ", ".join(codings)
-        decoder = decoder_for(encoding) if encoding else None
         self._content_decoded = decoder is not None
         cap = math.inf if limit is None else limit
         received = 0
@@ -319,6 +328,14 @@ class Response:
             raise DecodingError(
                 f"the response from {self.url}: {exc}", origin=self._origin
             ) from exc
+
+    def _decoder(self) -> Decoder | None:
+        """What decodes the body as it is read: None for a body read as sent."""
+        if not self._decompress:
+            return None
+        # Several Content-Encoding lines are one list, as if joined by commas (RFC 9110 5.3).
+        codings = self.headers.getlist("content-encoding")
+        return decoder_for(", ".join(codings)) if codings else None
 
     def _too_large(self, limit: int | None) -> ResponseTooLarge:
         return ResponseTooLarge(

@@ -112,6 +112,8 @@ def _parse_url(url: str) -> ParsedURL:
 def redact_url(url: str) -> str:
     """``url`` with the password of its ``user:password@`` shown as ``[secure]`` (as httpx
     shows it), for messages, logs and ``Response.url``. Never fails, whatever the URL."""
+    if "@" not in url:
+        return url  # no user:password@ (the common case, on every response)
     scheme, separator, rest = url.partition("://")
     if not separator:
         return url

@@ -182,7 +182,11 @@ class H11Wire:
             # h11 judges a line once it has ended; llhttp refuses at the first wrong byte. A
             # server that sends a bad partial line and then nothing must get the same answer
             # from both, so what h11 holds is checked now.
-            problem = check_partial_head(self._raw) if self._scanning else self._partial_chunk()
+            if self._scanning:
+                # Nothing received yet (waiting for the head) is nothing to check.
+                problem = check_partial_head(self._raw) if self._raw else None
+            else:
+                problem = self._partial_chunk()
             if problem is not None:
                 raise WireError(problem)
             return NEED_DATA

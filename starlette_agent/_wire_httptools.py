@@ -29,6 +29,10 @@ __all__ = ["HttptoolsWire"]
 
 # Request send states.
 _IDLE, _BODY, _SENT = 0, 1, 2
+# How a final (not 1xx) response's status line starts.
+_FINAL_STATUS_STARTS = tuple(
+    b"HTTP/1.%d %d" % (minor, digit) for minor in (0, 1) for digit in range(2, 10)
+)
 
 
 class _Stop(Exception):
@@ -56,6 +60,7 @@ class HttptoolsWire:
         "_max_head_size",
         "_message_start",
         "_parser",
+        "_parser_stopped",
         "_reason",
         "_request_close",
         "_send_state",
@@ -76,6 +81,7 @@ class HttptoolsWire:
     _interim: bool
     _keep_alive: bool
     _message_start: bool
+    _parser_stopped: bool
     _reason: bytes
     _request_close: bool
     _send_state: int
@@ -90,6 +96,7 @@ class HttptoolsWire:
         self._head_only = False  # the request was HEAD: its response has no body
         self._request_close = False
         self._parser: Any = None
+        self._parser_stopped = True  # no parser yet, or one that a callback stopped
         self._begin_cycle()
 
     # -- sending -------------------------------------------------------------------------------
@@ -144,6 +151,19 @@ class HttptoolsWire:
             self._end_of_stream()
             return
         if not self._final_head:
+            if (
+                self._message_start
+                and not self._head_start
+                and not self._head_only
+                and data.startswith(_FINAL_STATUS_STARTS)
+                and b"\r\n\r\n" in data
+            ):
+                # The common case: a final head, whole, at the start of this read. Nothing needs
+                # cutting out (no interim head follows it, and no HEAD request's body must be
+                # ignored), so head and body are fed in one call.
+                self._message_start = False
+                self._feed(data)
+                return
             data = self._feed_heads(data)
             if self._done:
                 self._trailing = self._trailing or bool(data)
@@ -214,7 +234,9 @@ class HttptoolsWire:
     # -- parsing -------------------------------------------------------------------------------
 
     def _begin_cycle(self) -> None:
-        self._parser = httptools.HttpResponseParser(self)
+        if self._parser_stopped:  # else the parser ended its last response cleanly: reuse it
+            self._parser = httptools.HttpResponseParser(self)
+            self._parser_stopped = False
         self._events.clear()
         self._done = False
         self._final_head = False  # the final (non-1xx) head was parsed
@@ -236,14 +258,19 @@ class HttptoolsWire:
     def _feed(self, data: bytes) -> None:
         if not self._head_done:
             self._head_bytes += len(data)
+        # llhttp refuses every byte after a callback raised or it found an error: the next
+        # cycle, if there is one, needs a new parser.
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
+            self._parser_stopped = True
             if not isinstance(exc.__context__, _Stop):
                 raise
         except httptools.HttpParserUpgrade:
+            self._parser_stopped = True
             self._refuse("a protocol switch (101) nobody asked for")
         except httptools.HttpParserError as exc:
+            self._parser_stopped = True
             if self._done:
                 self._trailing = True  # garbage after a complete response
             else:
@@ -296,19 +323,18 @@ class HttptoolsWire:
         self._final_head = True
         # h11 keeps no HTTP/1.0 connection alive; neither do we, whatever it says. (llhttp's
         # should_keep_alive() also weighs the body's framing, which finish() does itself.)
-        self._keep_alive = version == b"1.1" and not any(
-            name == b"connection" and b"close" in value.lower() for name, value in self._headers
-        )
+        close = framed = False
+        for name, value in self._headers:
+            if name == b"connection":
+                close = close or b"close" in value.lower()
+            elif name == b"content-length" or name == b"transfer-encoding":
+                framed = True
+        self._keep_alive = version == b"1.1" and not close
         if self._head_only:
             self._events.append(END)
             self._done = True
             raise _Stop
-        names = [name for name, _ in self._headers]
-        self._close_delimited = (
-            status not in (204, 304)
-            and b"content-length" not in names
-            and b"transfer-encoding" not in names
-        )
+        self._close_delimited = status not in (204, 304) and not framed
 
     def on_body(self, body: bytes) -> None:
         self._events.append(body)

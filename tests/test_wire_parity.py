@@ -3,6 +3,7 @@ answer in the same pieces, give the same events, or both refuse it. No sockets."
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 from dataclasses import dataclass
@@ -78,6 +79,9 @@ BODIES = [
 ]
 
 
+NEXT_ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext"
+
+
 @st.composite
 def answers(draw: st.DrawFn) -> bytes:
     if draw(st.integers(0, 9)) == 0:
@@ -98,6 +102,7 @@ class Outcome:
     body: bytes
     ended: str  # "end", "need-data", or "refused"
     reusable: bool
+    then: Outcome | None = None  # after a reusable end: how the next response was read
 
 
 def read(wire: Wire, pieces: list[bytes], *, eof: bool) -> Outcome:
@@ -134,7 +139,13 @@ def both(answer: bytes, cuts: list[int], *, method: bytes, eof: bool) -> tuple[O
     for wire_class in (H11Wire, HttptoolsWire):
         wire = wire_class(MAX_RESPONSE_HEAD_SIZE)
         wire.request(request_head(method), None)
-        outcomes.append(read(wire, pieces, eof=eof))
+        outcome = read(wire, pieces, eof=eof)
+        if outcome.reusable:
+            # The connection carries on: the next exchange must be read as on a new one.
+            wire.request(request_head(b"GET"), None)
+            then = read(wire, [NEXT_ANSWER[:20], NEXT_ANSWER[20:]], eof=False)
+            outcome = dataclasses.replace(outcome, then=then)
+        outcomes.append(outcome)
     return outcomes[0], outcomes[1]
 
 
@@ -155,6 +166,8 @@ def test_both_parsers_read_an_answer_alike(
 ) -> None:
     by_h11, by_llhttp = both(answer, cuts, method=method, eof=eof)
     assert comparable(by_h11) == comparable(by_llhttp), (answer, by_h11, by_llhttp)
+    if by_h11.then is not None:
+        assert (by_h11.then.body, by_h11.then.ended) == (b"next", "end")
 
 
 @pytest.mark.parametrize(
