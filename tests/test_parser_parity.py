@@ -15,6 +15,7 @@ import threading
 from dataclasses import dataclass
 
 import anyio
+from answer_strategies import http_answers
 from faults import reset
 from helpers import assert_settled
 from hypothesis import HealthCheck, given, settings
@@ -79,16 +80,7 @@ AFTER = ["close", "reset", "serve"]
 READ_TIMEOUT = 0.15
 
 
-@st.composite
-def answers(draw: st.DrawFn) -> bytes:
-    if draw(st.integers(0, 9)) == 0:
-        return draw(st.binary(max_size=120))  # noise
-    lines = [draw(st.sampled_from(STATUS_LINES))]
-    lines += draw(st.lists(st.sampled_from(HEADER_LINES), max_size=4))
-    ending = draw(st.sampled_from([b"\r\n", b"\r\n", b"\r\n", b"\n"]))
-    head = ending.join(lines) + ending + ending
-    interim = b"HTTP/1.1 100 Continue\r\n\r\n" if draw(st.integers(0, 5)) == 0 else b""
-    return interim + head + draw(st.one_of(st.sampled_from(BODIES), st.binary(max_size=32)))
+answers = http_answers(STATUS_LINES, HEADER_LINES, BODIES, any_body=True)
 
 
 @dataclass(frozen=True)
@@ -168,7 +160,7 @@ async def run_on(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
-    answer=answers(),
+    answer=answers,
     cut=st.integers(0, 400),
     after=st.sampled_from(AFTER),
     method=st.sampled_from(["GET", "GET", "HEAD"]),

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import h11
 import pytest
+from answer_strategies import http_answers
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -82,16 +83,7 @@ BODIES = [
 NEXT_ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext"
 
 
-@st.composite
-def answers(draw: st.DrawFn) -> bytes:
-    if draw(st.integers(0, 9)) == 0:
-        return draw(st.binary(max_size=120))  # noise
-    lines = [draw(st.sampled_from(STATUS_LINES))]
-    lines += draw(st.lists(st.sampled_from(HEADER_LINES), max_size=4))
-    ending = draw(st.sampled_from([b"\r\n", b"\r\n", b"\r\n", b"\n"]))
-    head = ending.join(lines) + ending + ending
-    interim = b"HTTP/1.1 100 Continue\r\n\r\n" if draw(st.integers(0, 5)) == 0 else b""
-    return interim + head + draw(st.sampled_from(BODIES))
+answers = http_answers(STATUS_LINES, HEADER_LINES, BODIES)
 
 
 @dataclass(frozen=True)
@@ -156,7 +148,7 @@ def comparable(outcome: Outcome) -> object:
 
 @settings(max_examples=int(os.environ.get("PARITY_EXAMPLES", "3000")), deadline=None)
 @given(
-    answer=answers(),
+    answer=answers,
     cuts=st.lists(st.integers(0, 400), max_size=4),
     method=st.sampled_from([b"GET", b"GET", b"HEAD"]),
     eof=st.booleans(),
