@@ -16,8 +16,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from real_servers import _free_port, _started
-from servers import LOCALHOST, wait_until_sync
+from real_servers import start_on_a_free_port
+from servers import LOCALHOST
 
 TINYPROXY_CONF = """\
 Port {port}
@@ -74,33 +74,24 @@ class TinyproxyServer:
     def __init__(self, binary: str, *, user: str | None = None, password: str | None = None):
         self._dir = Path(tempfile.mkdtemp(prefix="tinyproxy-"))
         self._auth = f"BasicAuth {user} {password}" if user is not None else ""
-        self._process = self._start(binary)
+        self._process, self.port = start_on_a_free_port(
+            functools.partial(self._launch, binary), "tinyproxy", self.error_log
+        )
         self.origin = f"http://{LOCALHOST}:{self.port}"
         credentials = f"{user}:{password}@" if user is not None else ""
         self.url = f"http://{credentials}{LOCALHOST}:{self.port}"
         self.stats = ProxyLogStats(self._dir / "tinyproxy.log")
 
-    def _start(self, binary: str) -> subprocess.Popen[bytes]:
-        for _ in range(5):
-            self.port = _free_port()
-            conf = TINYPROXY_CONF.format(
-                host=LOCALHOST, port=self.port, dir=self._dir, auth=self._auth
+    def _launch(self, binary: str, port: int) -> subprocess.Popen[bytes]:
+        conf = TINYPROXY_CONF.format(host=LOCALHOST, port=port, dir=self._dir, auth=self._auth)
+        (self._dir / "tinyproxy.conf").write_text(conf)
+        with open(self._dir / "stderr.log", "ab") as log:
+            return subprocess.Popen(
+                [binary, "-d", "-c", str(self._dir / "tinyproxy.conf")],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
             )
-            (self._dir / "tinyproxy.conf").write_text(conf)
-            with open(self._dir / "stderr.log", "ab") as log:
-                process = subprocess.Popen(
-                    [binary, "-d", "-c", str(self._dir / "tinyproxy.conf")],
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=log,
-                )
-            if wait_until_sync(functools.partial(_started, process, self.port), timeout=10):
-                if process.poll() is None:
-                    return process
-            else:
-                process.kill()
-                process.wait()
-        raise RuntimeError(f"tinyproxy did not start: {self.error_log()}")
 
     def error_log(self) -> str:
         texts = [

@@ -160,31 +160,20 @@ class NginxServer:
         self._dir = Path(tempfile.mkdtemp(prefix="nginx-"))
         (self._dir / "files").mkdir()
         (self._dir / "access.log").touch()
-        self._process = self._start(binary)
+        self._process, self.port = start_on_a_free_port(
+            functools.partial(self._launch, binary), "nginx", self.error_log
+        )
         self.origin = f"http://{LOCALHOST}:{self.port}"
         self.url = self.origin
         self.stats = AccessLogStats(self._dir / "access.log")
 
-    def _start(self, binary: str) -> subprocess.Popen[bytes]:
-        # nginx binds the port itself: pick a free one, and pick again if it was taken meanwhile.
-        for _ in range(5):
-            self.port = _free_port()
-            process = self._launch(binary)
-            if wait_until_sync(functools.partial(_started, process, self.port), timeout=10):
-                if process.poll() is None:
-                    return process
-            else:
-                process.kill()
-                process.wait()
-        raise RuntimeError(f"nginx did not start: {self.error_log()}")
-
-    def _launch(self, binary: str) -> subprocess.Popen[bytes]:
+    def _launch(self, binary: str, port: int) -> subprocess.Popen[bytes]:
         conf = self._dir / "nginx.conf"
         conf.write_text(
             NGINX_CONF.format(
                 dir=self._dir,
                 host=LOCALHOST,
-                port=self.port,
+                port=port,
                 keepalive_timeout=self.keepalive_timeout,
                 keepalive_requests=self.keepalive_requests,
             )
@@ -226,6 +215,23 @@ class NginxServer:
             self._process.kill()
             self._process.wait()
         shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def start_on_a_free_port(
+    launch: Callable[[int], subprocess.Popen[bytes]], name: str, error_log: Callable[[], str]
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start a server that binds its port itself (``launch(port)``), and the port it listens on:
+    pick a free port, and pick again if it was taken meanwhile."""
+    for _ in range(5):
+        port = _free_port()
+        process = launch(port)
+        if wait_until_sync(functools.partial(_started, process, port), timeout=10):
+            if process.poll() is None:
+                return process, port
+        else:
+            process.kill()
+            process.wait()
+    raise RuntimeError(f"{name} did not start: {error_log()}")
 
 
 def _free_port() -> int:
