@@ -5,7 +5,8 @@ agent must then fare alike too, which compares the keep-alive decision (was the 
 
 The answers are arbitrary: valid and invalid heads, each framing, chunked bodies, bytes after
 the response, bodies cut short, and the connection closed, reset or held open after them.
-``AGENT_PARITY_EXAMPLES`` raises the example count (CI runs a few hundred).
+``AGENT_PARITY_EXAMPLES`` raises the example count (CI runs a few hundred), on asyncio, trio
+and uvloop.
 """
 
 from __future__ import annotations
@@ -166,14 +167,21 @@ async def run_on(
     method=st.sampled_from(["GET", "GET", "HEAD"]),
 )
 def test_both_parsers_end_an_answer_alike(
-    raw_server: RawServer, answer: bytes, cut: int, after: str, method: str
+    anyio_backend: str | tuple[str, dict[str, object]],
+    raw_server: RawServer,
+    answer: bytes,
+    cut: int,
+    after: str,
+    method: str,
 ) -> None:
     async def scenario() -> tuple[tuple[Outcome, Outcome], tuple[Outcome, Outcome]]:
         by_h11 = await run_on("h11", raw_server, answer, cut, after, method)
         by_llhttp = await run_on("httptools", raw_server, answer, cut, after, method)
         return by_h11, by_llhttp
 
-    by_h11, by_llhttp = anyio.run(scenario)
+    # On each event loop in turn (conftest's anyio_backend: asyncio, trio, uvloop).
+    backend, options = anyio_backend if isinstance(anyio_backend, tuple) else (anyio_backend, {})
+    by_h11, by_llhttp = anyio.run(scenario, backend=backend, backend_options=options)
     assert by_h11 == by_llhttp, (answer, cut, after, method)
     # The request after is always answered: whatever the first one left, it was not reused.
     assert by_h11[1].status == 200
